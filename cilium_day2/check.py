@@ -1,0 +1,33 @@
+from datadog_checks.base import OpenMetricsBaseCheckV2
+
+from .config import build_scraper_configs
+from .scraper import CiliumScraper
+
+
+class CiliumDay2Check(OpenMetricsBaseCheckV2):
+    """Day-2 signals from the Cilium agent (:9962), operator (:9963) and Hubble (:9965)."""
+
+    __NAMESPACE__ = "cilium_day2"
+
+    # The operator reports IPAM per node (three series per node, thousands on large clusters):
+    # a silent context cap would drop them. Hubble is bounded by label reduction instead.
+    DEFAULT_METRIC_LIMIT = 0
+
+    def __init__(self, name, init_config, instances):
+        super().__init__(name, init_config, instances)
+        # Before the base class builds scrapers from `scraper_configs`.
+        self.check_initializations.appendleft(self._configure)
+
+    def _configure(self):
+        self.scraper_configs = build_scraper_configs(self.instance)
+
+    def create_scraper(self, config):
+        return CiliumScraper(self, self.get_config_with_defaults(config))
+
+    def check(self, _):
+        # Each endpoint is scraped and reported on its own: one failing never stops the others.
+        for scraper in self.scrapers.values():
+            with self.adopt_namespace(scraper.namespace):
+                problem = scraper.run_once()
+            if problem:
+                self.warning("%s", problem)

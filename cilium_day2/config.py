@@ -1,0 +1,125 @@
+"""Instance options -> one scraper configuration per Cilium component.
+
+The check class only turns options into configurations; validation lives here so that a bad
+option fails at load time with a message that names it.
+"""
+
+from urllib.parse import urlsplit, urlunsplit
+
+from datadog_checks.base import ConfigurationError
+
+from . import metrics
+
+# option name -> (component, default port shown in error messages)
+ENDPOINT_OPTIONS = {
+    "agent_endpoint": ("agent", 9962),
+    "operator_endpoint": ("operator", 9963),
+    "hubble_endpoint": ("hubble", 9965),
+}
+
+# Histograms are sent as distributions (so monitors can ask for a p99) plus `.sum`/`.count`
+# monotonic counts (so QPS is the rate of `.count`). An instance may still override these.
+SCRAPER_DEFAULTS = {
+    "histogram_buckets_as_distributions": True,
+    "collect_counters_with_distributions": True,
+    # The check reports one service check per component itself (see scraper.py).
+    "enable_health_service_check": False,
+}
+
+
+def safe_url(url):
+    """The URL without credentials or query string, for logs and messages."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def validate_endpoint(option, value):
+    component, port = ENDPOINT_OPTIONS[option]
+    example = f"http://<host>:{port}/metrics"
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(f"`{option}` must be a URL string such as {example}")
+    value = value.strip()
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a non-numeric port
+    except ValueError as exc:
+        raise ConfigurationError(f"`{option}` is not a valid URL ({exc}); expected {example}") from None
+    if parts.scheme not in ("http", "https"):
+        raise ConfigurationError(
+            f"`{option}` must start with http:// or https:// (got {safe_url(value)!r}); expected {example}"
+        )
+    if not parts.hostname:
+        raise ConfigurationError(f"`{option}` has no host (got {safe_url(value)!r}); expected {example}")
+    return value
+
+
+def _list_option(instance, option):
+    value = instance.get(option) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigurationError(f"`{option}` must be a list of label names, e.g. [traffic_direction]")
+    return value
+
+
+def metric_config(families):
+    """OpenMetrics V2 `metrics` entries for a family map, with declared types.
+
+    Counters are registered both with and without `_total`: the text parser strips the suffix
+    from families typed `counter`, but not from ones an exporter mistypes.
+    """
+    entries = {}
+    for family, dd_name in families.items():
+        kind = metrics.metric_type(family)
+        if family == "cilium_version":
+            continue  # handled by a custom transformer (metadata + info gauge)
+        entries[family] = {"name": dd_name, "type": kind}
+        if kind == metrics.COUNTER and family.endswith("_total"):
+            entries[family[: -len("_total")]] = {"name": dd_name, "type": kind}
+    return [entries]
+
+
+def build_scraper_configs(instance):
+    """Validate an instance and return one scraper config per configured endpoint."""
+    configured = {opt: instance.get(opt) for opt in ENDPOINT_OPTIONS if instance.get(opt) not in (None, "")}
+    if not configured:
+        raise ConfigurationError(
+            "no endpoint configured: set at least one of `agent_endpoint` (http://<host>:9962/metrics), "
+            "`operator_endpoint` (:9963) or `hubble_endpoint` (:9965)"
+        )
+    if instance.get("openmetrics_endpoint"):
+        raise ConfigurationError(
+            "`openmetrics_endpoint` is not used by cilium_day2: use `agent_endpoint`, `operator_endpoint` "
+            "and `hubble_endpoint` instead"
+        )
+    tags = instance.get("tags") or []
+    if not isinstance(tags, list):
+        raise ConfigurationError("`tags` must be a list of `key:value` strings")
+    rename = instance.get("rename_labels") or {}
+    if not isinstance(rename, dict):
+        raise ConfigurationError("`rename_labels` must be a mapping of label name to tag name")
+    hubble_labels = _list_option(instance, "hubble_include_labels")
+
+    configs = []
+    for option, url in configured.items():
+        component, _ = ENDPOINT_OPTIONS[option]
+        url = validate_endpoint(option, url)
+        config = {k: v for k, v in instance.items() if k not in ENDPOINT_OPTIONS}
+        for key, value in SCRAPER_DEFAULTS.items():
+            config.setdefault(key, value)
+        config.update(
+            {
+                "openmetrics_endpoint": url,
+                "metrics": metric_config(metrics.COMPONENT_MAPS[component]),
+                "rename_labels": {**metrics.RENAME_LABELS, **rename},
+                "tags": list(tags) + [f"cilium_component:{component}"],
+                "cilium_component": component,
+                "hubble_include_labels": hubble_labels,
+            }
+        )
+        configs.append(config)
+    return configs
