@@ -85,16 +85,16 @@ def metric_config(families):
 
 def build_scraper_configs(instance):
     """Validate an instance and return one scraper config per configured endpoint."""
+    if instance.get("openmetrics_endpoint"):
+        raise ConfigurationError(
+            "`openmetrics_endpoint` is not used by cilium_day2: use `agent_endpoint`, `operator_endpoint` "
+            "and `hubble_endpoint` instead"
+        )
     configured = {opt: instance.get(opt) for opt in ENDPOINT_OPTIONS if instance.get(opt) not in (None, "")}
     if not configured:
         raise ConfigurationError(
             "no endpoint configured: set at least one of `agent_endpoint` (http://<host>:9962/metrics), "
             "`operator_endpoint` (:9963) or `hubble_endpoint` (:9965)"
-        )
-    if instance.get("openmetrics_endpoint"):
-        raise ConfigurationError(
-            "`openmetrics_endpoint` is not used by cilium_day2: use `agent_endpoint`, `operator_endpoint` "
-            "and `hubble_endpoint` instead"
         )
     tags = instance.get("tags") or []
     if not isinstance(tags, list):
