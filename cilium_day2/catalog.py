@@ -1,0 +1,311 @@
+"""The Day-2 signal catalog: data files in `cilium_day2/data/signals/`, validated on load.
+
+One YAML file per area. Each signal says what it means, what to do, its default thresholds,
+window and hold, its grouping and a backend-neutral query (see `cilium_day2.query`). The
+renderers (`cilium_day2.render`) and `doctor` only ever read the typed `Catalog` built here, with
+the user's overrides (`--values`, see `cilium_day2.overrides`) already applied.
+
+    from cilium_day2.catalog import load_catalog
+    catalog = load_catalog("values.yaml")      # or a parsed mapping, or None for the defaults
+    for signal in catalog.enabled():
+        print(signal.id, signal.warning, signal.critical, signal.window, signal.hold)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import yaml
+
+from .errors import UserError
+from .query import Outlier, Ratio, RootQuery, parse_root
+
+DATA_DIR = Path(__file__).parent / "data" / "signals"
+
+AREAS = ("datapath", "identity", "kvstore", "cloud_ipam", "control_plane", "hubble")
+COMPONENTS = ("agent", "operator", "hubble")
+COMPARISONS = (">", "<")
+UNITS = ("ratio", "per_second", "count", "seconds", "factor", "bool")
+NO_DATA = ("ok", "alert")
+# Logical labels: each backend maps them to its own label/tag name (see Settings).
+LOGICAL_LABELS = ("cluster", "node")
+
+_SIGNAL_KEYS = {
+    "id", "title", "component", "unit", "meaning", "runbook", "defaults_reason", "warning",
+    "critical", "comparison", "window", "for", "group_by", "query", "enabled", "no_data",
+}
+_REQUIRED_SIGNAL_KEYS = ("id", "title", "component", "unit", "meaning", "runbook", "comparison", "window", "for",
+                         "group_by", "query")
+_ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+_DURATION_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+class CatalogError(UserError):
+    """The packaged catalog (or an override of it) is invalid."""
+
+
+def parse_duration(value, where) -> int:
+    """`90`, `"90s"`, `"5m"`, `"1h30m"` -> seconds."""
+    if isinstance(value, bool):
+        raise CatalogError(f"{where}: expected a duration such as 30s, 5m or 1h, got {value!r}")
+    if isinstance(value, int) and value >= 0:
+        return value
+    if isinstance(value, str):
+        m = _DURATION_RE.match(value.strip())
+        if m and value.strip():
+            h, mi, s = (int(x) if x else 0 for x in m.groups())
+            return h * 3600 + mi * 60 + s
+    raise CatalogError(f"{where}: expected a duration such as 30s, 5m or 1h, got {value!r}")
+
+
+def format_duration(seconds: int) -> str:
+    """Seconds -> the shortest Prometheus duration (`90` -> `1m30s`, `0` -> `0s`)."""
+    if seconds == 0:
+        return "0s"
+    out = ""
+    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            out += f"{seconds // size}{unit}"
+            seconds %= size
+    return out
+
+
+def _number(value, where) -> Optional[float]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CatalogError(f"{where}: expected a number, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Names and switches shared by every signal (the kubernetes-mixin `_config` object)."""
+
+    # Prometheus label names. Cilium's Helm ServiceMonitor relabels the pod's node into `node`.
+    cluster_label: str = "cluster"
+    node_label: str = "node"
+    # Datadog tag names.
+    cluster_tag: str = "kube_cluster_name"
+    node_tag: str = "host"
+    # Where `runbook_url` points; each signal adds `#<signal id>`.
+    runbook_base_url: str = "https://github.com/cilium-day2/cilium-day2/blob/main/docs/signals.md"
+    # Prometheus `job` label (a regex) of each scrape target, for the `up` signals.
+    agent_job: str = "cilium-agent"
+    operator_job: str = "cilium-operator"
+    hubble_job: str = "hubble-metrics"
+    # Cloud APIs whose families `{cloud}` expands to (Prometheus, doctor), and the single one
+    # Datadog monitors use (a monitor cannot union metric names).
+    cloud_apis: Tuple[str, ...] = ("ec2", "azure", "alibabacloud")
+    datadog_cloud_api: str = "ec2"
+    # Datadog service checks run every check interval; used to turn `for` into check runs.
+    datadog_check_interval: int = 15
+
+    def job(self, target: str) -> str:
+        return {"agent": self.agent_job, "operator": self.operator_job, "hubble": self.hubble_job}[target]
+
+    def prom_label(self, logical: str) -> str:
+        return {"cluster": self.cluster_label, "node": self.node_label}.get(logical, logical)
+
+    def dd_tag(self, logical: str) -> str:
+        from .metrics import RENAME_LABELS
+
+        mapped = {"cluster": self.cluster_tag, "node": self.node_tag}.get(logical)
+        return mapped if mapped else RENAME_LABELS.get(logical, logical)
+
+
+SETTINGS_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+@dataclass(frozen=True)
+class Signal:
+    id: str
+    title: str
+    area: str
+    component: str
+    unit: str
+    meaning: str
+    runbook: str
+    defaults_reason: str
+    warning: Optional[float]
+    critical: Optional[float]
+    comparison: str
+    window: int  # seconds
+    hold: int  # seconds (`for:` in the catalog and in Prometheus)
+    group_by: Tuple[str, ...]
+    query: RootQuery
+    enabled: bool = True
+    no_data: str = "ok"  # "alert": silence itself is the failure
+
+    @property
+    def for_(self) -> int:
+        return self.hold
+
+    @property
+    def alert_name(self) -> str:
+        return "Cilium" + "".join(part.capitalize() for part in self.id.split("_"))
+
+    def thresholds(self) -> List[Tuple[str, float]]:
+        """(severity, threshold) pairs that are set, least severe first."""
+        return [(sev, val) for sev, val in (("warning", self.warning), ("critical", self.critical)) if val is not None]
+
+    def params(self) -> Dict[str, float]:
+        """Signal-specific tunables that overrides may change."""
+        expr = self.query.expr
+        if isinstance(expr, Outlier):
+            return {"min_baseline": expr.min_baseline}
+        if isinstance(expr, Ratio) and expr.min_den is not None:
+            return {"min_den": expr.min_den}
+        return {}
+
+
+@dataclass(frozen=True)
+class Area:
+    id: str
+    title: str
+    description: str
+
+
+@dataclass
+class Catalog:
+    settings: Settings
+    areas: List[Area]
+    signals: List[Signal] = field(default_factory=list)
+
+    def signal(self, signal_id: str) -> Signal:
+        for s in self.signals:
+            if s.id == signal_id:
+                return s
+        raise KeyError(signal_id)
+
+    def ids(self) -> List[str]:
+        return [s.id for s in self.signals]
+
+    def enabled(self) -> List[Signal]:
+        return [s for s in self.signals if s.enabled]
+
+    def by_area(self, enabled_only=True):
+        for area in self.areas:
+            signals = [s for s in self.signals if s.area == area.id and (s.enabled or not enabled_only)]
+            yield area, signals
+
+
+def check_thresholds(where, warning, critical, comparison):
+    if warning is None and critical is None:
+        raise CatalogError(f"{where}: at least one of `warning` and `critical` must be set")
+    if warning is not None and critical is not None:
+        if comparison == ">" and warning > critical:
+            raise CatalogError(
+                f"{where}: warning ({warning:g}) is above critical ({critical:g}); this signal alerts on values "
+                f"above the threshold, so warning must be <= critical"
+            )
+        if comparison == "<" and warning < critical:
+            raise CatalogError(
+                f"{where}: warning ({warning:g}) is below critical ({critical:g}); this signal alerts on values "
+                f"below the threshold, so warning must be >= critical"
+            )
+
+
+def _parse_signal(area_id: str, data, where) -> Signal:
+    if not isinstance(data, dict):
+        raise CatalogError(f"{where}: expected a mapping")
+    unknown = sorted(set(data) - _SIGNAL_KEYS)
+    if unknown:
+        raise CatalogError(f"{where}: unknown key `{unknown[0]}`; valid keys: {', '.join(sorted(_SIGNAL_KEYS))}")
+    for key in _REQUIRED_SIGNAL_KEYS:
+        if key not in data:
+            raise CatalogError(f"{where}: missing key `{key}`")
+    sid = data["id"]
+    if not isinstance(sid, str) or not _ID_RE.match(sid):
+        raise CatalogError(f"{where}.id: expected a snake_case identifier, got {sid!r}")
+    where = f"signal {sid}"
+
+    def choice(key, choices, default=None):
+        value = data.get(key, default)
+        if value not in choices:
+            raise CatalogError(f"{where}.{key}: `{value}` is not one of {', '.join(choices)}")
+        return value
+
+    for key in ("title", "meaning", "runbook"):
+        if not isinstance(data[key], str) or not data[key].strip():
+            raise CatalogError(f"{where}.{key}: expected non-empty text")
+    group_by = data["group_by"]
+    if not isinstance(group_by, list) or not group_by or not all(isinstance(g, str) for g in group_by):
+        raise CatalogError(f"{where}.group_by: expected a non-empty list of label names")
+    if "cluster" not in group_by:
+        raise CatalogError(f"{where}.group_by: must keep `cluster` so that one ruler can watch many clusters")
+    comparison = choice("comparison", COMPARISONS)
+    warning = _number(data.get("warning"), f"{where}.warning")
+    critical = _number(data.get("critical"), f"{where}.critical")
+    check_thresholds(where, warning, critical, comparison)
+    enabled = data.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise CatalogError(f"{where}.enabled: expected true or false")
+    return Signal(
+        id=sid,
+        title=data["title"].strip(),
+        area=area_id,
+        component=choice("component", COMPONENTS),
+        unit=choice("unit", UNITS),
+        meaning=" ".join(data["meaning"].split()),
+        runbook=" ".join(data["runbook"].split()),
+        defaults_reason=" ".join(str(data.get("defaults_reason", "")).split()),
+        warning=warning,
+        critical=critical,
+        comparison=comparison,
+        window=parse_duration(data["window"], f"{where}.window"),
+        hold=parse_duration(data["for"], f"{where}.for"),
+        group_by=tuple(group_by),
+        query=parse_root(data["query"], f"{where}.query"),
+        enabled=enabled,
+        no_data=choice("no_data", NO_DATA, "ok"),
+    )
+
+
+def _load_area_file(path: Path):
+    data = yaml.safe_load(path.read_text())
+    where = f"{path.name}"
+    if not isinstance(data, dict) or set(data) - {"area", "title", "description", "signals"}:
+        raise CatalogError(f"{where}: expected keys area, title, description, signals")
+    area_id = data.get("area")
+    if area_id not in AREAS:
+        raise CatalogError(f"{where}.area: `{area_id}` is not one of {', '.join(AREAS)}")
+    area = Area(area_id, str(data.get("title", area_id)), " ".join(str(data.get("description", "")).split()))
+    signals = [_parse_signal(area_id, s, f"{where} signal #{i + 1}") for i, s in enumerate(data.get("signals") or [])]
+    return area, signals
+
+
+def load_base_catalog(data_dir: Path = DATA_DIR) -> Catalog:
+    """The packaged catalog with its defaults, no overrides."""
+    areas, signals = {}, []
+    for path in sorted(data_dir.glob("*.yaml")):
+        area, area_signals = _load_area_file(path)
+        areas[area.id] = area
+        signals.extend(area_signals)
+    seen = set()
+    for s in signals:
+        if s.id in seen:
+            raise CatalogError(f"signal {s.id}: defined twice")
+        seen.add(s.id)
+    ordered_areas = [areas[a] for a in AREAS if a in areas]
+    order = {a: i for i, a in enumerate(AREAS)}
+    signals.sort(key=lambda s: order[s.area])  # stable: keeps file order inside an area
+    return Catalog(Settings(), ordered_areas, signals)
+
+
+def load_catalog(overrides=None, data_dir: Path = DATA_DIR) -> Catalog:
+    """The catalog with user overrides applied.
+
+    `overrides` is None, a parsed `--values` mapping, or a path to the YAML file. Any problem
+    raises `cilium_day2.errors.UserError` with a one-line message naming the key.
+    """
+    from .overrides import apply_values, load_values
+
+    base = load_base_catalog(data_dir)
+    if overrides is None:
+        return base
+    return apply_values(base, load_values(overrides, base))

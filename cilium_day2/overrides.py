@@ -1,0 +1,203 @@
+"""The `--values` file shared by `render`, `doctor` and `lint-config`.
+
+    settings:                    # names and switches, see cilium_day2.catalog.Settings
+      cluster_label: cluster     # Prometheus label holding the cluster name
+      node_label: node           # Prometheus label holding the node name
+      cluster_tag: kube_cluster_name   # Datadog tag holding the cluster name
+      node_tag: host             # Datadog tag holding the node name
+      runbook_base_url: https://example.com/cilium-day2/signals.md
+      cloud_apis: [ec2]          # which cloud API families Prometheus rules watch
+      datadog_cloud_api: ec2     # the one Datadog monitors watch
+    signals:
+      bpf_map_pressure: {warning: 0.7, critical: 0.9, for: 15m}
+      kvstore_qps: {enabled: true, warning: 500, critical: 800}
+      version_skew: {enabled: false}
+    lint: {...}                  # belongs to lint-config; accepted and ignored here
+
+Every problem raises `UserError` with one line naming the key, what is wrong and the valid
+choices. Nothing is half-applied: validation finishes before anything is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Union
+
+import yaml
+
+from .catalog import SETTINGS_FIELDS, Catalog, Settings, check_thresholds, format_duration, parse_duration
+from .errors import UserError
+from .query import CLOUD_APIS, Outlier, Ratio, RootQuery
+
+TOP_LEVEL_KEYS = ("settings", "signals", "lint")
+SIGNAL_KEYS = ("enabled", "warning", "critical", "window", "for")
+
+
+@dataclass
+class Values:
+    """A validated values file: only what the user set."""
+
+    settings: Dict[str, Any] = field(default_factory=dict)
+    signals: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    source: str = "values"
+
+
+def _fail(source, key, problem):
+    raise UserError(f"{source}: `{key}`: {problem}")
+
+
+def _hint(name, choices):
+    close = difflib.get_close_matches(name, choices, n=1)
+    return f" (did you mean `{close[0]}`?)" if close else ""
+
+
+def _read(values, source):
+    if isinstance(values, (str, Path)):
+        path = Path(values)
+        source = str(values)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise UserError(f"{source}: cannot read the values file: {exc.strerror or exc}")
+        try:
+            values = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark else ""
+            raise UserError(f"{source}: not valid YAML{where}")
+        if values is None:
+            values = {}
+    if not isinstance(values, Mapping):
+        raise UserError(f"{source}: expected a mapping with keys {', '.join(TOP_LEVEL_KEYS)}")
+    return values, source
+
+
+def _setting(source, name, value):
+    key = f"settings.{name}"
+    default = getattr(Settings(), name)
+    if isinstance(default, tuple):
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            _fail(source, key, f"expected a non-empty list of names, got {value!r}")
+        if name == "cloud_apis":
+            bad = [v for v in value if v not in CLOUD_APIS]
+            if bad:
+                _fail(source, key, f"`{bad[0]}` is not one of {', '.join(CLOUD_APIS)}")
+        return tuple(value)
+    if isinstance(default, bool) or isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            _fail(source, key, f"expected a positive integer, got {value!r}")
+        return value
+    if not isinstance(value, str) or not value.strip():
+        _fail(source, key, f"expected a non-empty string, got {value!r}")
+    if name == "datadog_cloud_api" and value not in CLOUD_APIS:
+        _fail(source, key, f"`{value}` is not one of {', '.join(CLOUD_APIS)}")
+    if name.endswith(("_label", "_tag")) and not value.replace("_", "a").replace(".", "a").replace("-", "a").isalnum():
+        _fail(source, key, f"`{value}` is not a valid label or tag name")
+    return value
+
+
+def load_values(values: Union[str, Path, Mapping, None], catalog: Catalog) -> Values:
+    """Read and validate a values file (path or parsed mapping) against the catalog."""
+    if values is None:
+        return Values()
+    if isinstance(values, Values):
+        return values
+    data, source = _read(values, "values")
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            _fail(source, key, f"unknown key{_hint(str(key), TOP_LEVEL_KEYS)}; valid keys: {', '.join(TOP_LEVEL_KEYS)}")
+    out = Values(source=source)
+
+    settings = data.get("settings") or {}
+    if not isinstance(settings, Mapping):
+        _fail(source, "settings", "expected a mapping")
+    for name, value in settings.items():
+        if name not in SETTINGS_FIELDS:
+            _fail(source, f"settings.{name}",
+                  f"unknown setting{_hint(str(name), list(SETTINGS_FIELDS))}; valid settings: {', '.join(SETTINGS_FIELDS)}")
+        out.settings[name] = _setting(source, name, value)
+
+    signals = data.get("signals") or {}
+    if not isinstance(signals, Mapping):
+        _fail(source, "signals", "expected a mapping of signal id to overrides")
+    ids = catalog.ids()
+    for sid, spec in signals.items():
+        if sid not in ids:
+            _fail(source, f"signals.{sid}", f"unknown signal id{_hint(str(sid), ids)}; valid ids: {', '.join(ids)}")
+        signal = catalog.signal(sid)
+        if spec is None:
+            spec = {}
+        if not isinstance(spec, Mapping):
+            _fail(source, f"signals.{sid}", f"expected a mapping with keys {', '.join(SIGNAL_KEYS)}")
+        allowed = list(SIGNAL_KEYS) + list(signal.params())
+        checked = {}
+        for key, value in spec.items():
+            full = f"signals.{sid}.{key}"
+            if key not in allowed:
+                _fail(source, full, f"unknown key{_hint(str(key), allowed)}; valid keys: {', '.join(allowed)}")
+            if key == "enabled":
+                if not isinstance(value, bool):
+                    _fail(source, full, f"expected true or false, got {value!r}")
+            elif key in ("warning", "critical"):
+                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                    _fail(source, full, f"expected a number (or null to drop this severity), got {value!r}")
+                value = None if value is None else float(value)
+            elif key in ("window", "for"):
+                try:
+                    value = parse_duration(value, full)
+                except UserError:
+                    _fail(source, full, f"expected a duration such as 30s, 5m or 1h, got {value!r}")
+                if key == "window" and value <= 0:
+                    _fail(source, full, "the window must be longer than 0s")
+            else:  # signal-specific numeric parameter
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                    _fail(source, full, f"expected a non-negative number, got {value!r}")
+                value = float(value)
+            checked[key] = value
+        warning = checked.get("warning", signal.warning)
+        critical = checked.get("critical", signal.critical)
+        try:
+            check_thresholds(f"signals.{sid}", warning, critical, signal.comparison)
+        except UserError as exc:
+            raise UserError(f"{source}: {exc}")
+        out.signals[sid] = checked
+    return out
+
+
+def _with_params(query: RootQuery, params: Dict[str, float]) -> RootQuery:
+    expr = query.expr
+    if "min_baseline" in params and isinstance(expr, Outlier):
+        expr = dataclasses.replace(expr, min_baseline=params["min_baseline"])
+    if "min_den" in params and isinstance(expr, Ratio):
+        expr = dataclasses.replace(expr, min_den=params["min_den"])
+    return dataclasses.replace(query, expr=expr)
+
+
+def apply_values(catalog: Catalog, values: Values) -> Catalog:
+    """A new catalog with validated values applied (the input catalog is not modified)."""
+    settings = dataclasses.replace(catalog.settings, **values.settings)
+    signals = []
+    for s in catalog.signals:
+        spec = values.signals.get(s.id)
+        if spec:
+            changes = {}
+            for key in ("enabled", "warning", "critical", "window"):
+                if key in spec:
+                    changes[key] = spec[key]
+            if "for" in spec:
+                changes["hold"] = spec["for"]
+            params = {k: v for k, v in spec.items() if k not in SIGNAL_KEYS}
+            if params:
+                changes["query"] = _with_params(s.query, params)
+            s = dataclasses.replace(s, **changes)
+        signals.append(s)
+    return Catalog(settings, list(catalog.areas), signals)
+
+
+def describe_defaults(catalog: Catalog):
+    """(id, warning, critical, window, for, enabled) rows, for tables and reports."""
+    for s in catalog.signals:
+        yield s.id, s.warning, s.critical, format_duration(s.window), format_duration(s.hold), s.enabled
