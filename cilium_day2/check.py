@@ -21,6 +21,11 @@ class CiliumDay2Check(OpenMetricsBaseCheckV2):
     def _configure(self):
         self.scraper_configs = build_scraper_configs(self.instance)
 
+    def configure_scrapers(self):
+        # Keyed by component, not by URL as in the base class: two components on the same URL
+        # (a misconfiguration, or a test double) must still be scraped and reported separately.
+        self.scrapers = {config["cilium_component"]: self.create_scraper(config) for config in self.scraper_configs}
+
     def create_scraper(self, config):
         return CiliumScraper(self, self.get_config_with_defaults(config))
 
