@@ -1,0 +1,562 @@
+"""`cilium-day2 doctor`: scrape live Cilium endpoints and check every catalog signal now.
+
+    cilium-day2 doctor --demo map-pressure
+    cilium-day2 doctor --agent http://10.0.1.7:9962/metrics --operator http://10.0.1.9:9963/metrics
+    cilium-day2 doctor --kubernetes --context prod-eu1 --format json
+
+Doctor takes `--samples` snapshots `--interval` apart from every endpoint, evaluates each enabled
+signal of the catalog (with `--values` overrides) through the same query model the Prometheus
+rules and Datadog monitors are rendered from, and prints one line per signal. Its exit status is
+a gate for a Helm post-upgrade hook or a CI job:
+
+    0  every signal OK (NO DATA for features that are off does not fail the gate)
+    1  at least one WARNING
+    2  at least one CRITICAL
+    3  nothing could be evaluated (no endpoint answered with metrics, or bad samples/interval)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, List, Optional
+
+from .errors import UserError
+from .evaluate import CRITICAL, NO_DATA, OK, WARNING, evaluate_catalog, overall
+from .query import Sample, Snapshot
+
+EXIT = {OK: 0, WARNING: 1, CRITICAL: 2}
+EXIT_UNEVALUATED = 3
+COMPONENTS = ("agent", "operator", "hubble")
+DEFAULT_DEMO = "map-pressure"
+# Demo timing: 600x turns the 7 samples one second apart into an hour of simulated time, the
+# longest window in the catalog (restart counts, identity growth).
+DEMO_SPEED = 600.0
+DEMO_SAMPLES = 7
+DEMO_INTERVAL = 1.0
+MAX_BODY = 64 * 1024 * 1024
+
+
+@dataclass
+class Endpoint:
+    component: str
+    name: str  # node name for agents and Hubble, "operator" for the operator
+    url: str
+    fetch: Optional[Callable[[float], str]] = None  # Kubernetes proxy; None: plain HTTP GET
+
+
+@dataclass
+class EndpointStatus:
+    endpoint: Endpoint
+    ok_samples: int = 0
+    error: str = ""
+    missing: tuple = ()
+
+
+def add_arguments(parser):
+    src = parser.add_argument_group("endpoints")
+    src.add_argument("--agent", action="append", default=[], metavar="[NODE=]URL",
+                     help="agent metrics URL (port 9962), repeatable; NODE names the node (default: host:port)")
+    src.add_argument("--operator", action="append", default=[], metavar="URL", help="operator metrics URL (port 9963)")
+    src.add_argument("--hubble", action="append", default=[], metavar="[NODE=]URL",
+                     help="Hubble metrics URL (port 9965), repeatable")
+    src.add_argument("--cluster", default=None, metavar="NAME", help="cluster name shown in the report")
+    src.add_argument("--kubernetes", action="store_true",
+                     help="find the agent, operator and Hubble endpoints through the API server (needs the `kubernetes` package)")
+    src.add_argument("--context", default=None, help="kubeconfig context for --kubernetes (default: current)")
+    src.add_argument("--namespace", default="kube-system", help="namespace of the Cilium pods (default kube-system)")
+    src.add_argument("--demo", nargs="?", const=DEFAULT_DEMO, default=None, metavar="SCENARIO",
+                     help=f"run against an in-process simulator playing SCENARIO (default {DEFAULT_DEMO}); see `cilium-day2 simulate --list`")
+    parser.add_argument("--samples", type=int, default=None, help="snapshots to take (default 2; rates need 2)")
+    parser.add_argument("--interval", default=None, metavar="DURATION", help="time between snapshots (default 15s)")
+    parser.add_argument("--timeout", default="10s", metavar="DURATION", help="per-request timeout (default 10s)")
+    parser.add_argument("--values", metavar="FILE", help="the overrides file `render` takes (thresholds, windows, label names)")
+    parser.add_argument("--format", choices=("table", "json"), default="table", help="output format (default table)")
+    parser.add_argument("--all", action="store_true", help="with --format table, also list signals that are OK or NO DATA")
+
+
+# --- endpoints -----------------------------------------------------------------------------
+
+
+def _named(value, component):
+    if "=" in value.split("://", 1)[0]:
+        name, url = value.split("=", 1)
+    else:
+        name, url = None, value
+    if not url.startswith(("http://", "https://")):
+        raise UserError(f"--{component} {value!r}: not an http(s) URL; write e.g. http://10.0.1.7:9962/metrics")
+    if name is None:
+        host = url.split("://", 1)[1].split("/", 1)[0]
+        name = host if component != "operator" else "operator"
+    return Endpoint(component, name, url)
+
+
+def endpoints_from_args(args) -> List[Endpoint]:
+    out = [_named(v, "agent") for v in args.agent]
+    out += [_named(v, "operator") for v in args.operator]
+    out += [_named(v, "hubble") for v in args.hubble]
+    return out
+
+
+def kubernetes_endpoints(context=None, namespace="kube-system") -> List[Endpoint]:
+    """Agent, operator and Hubble endpoints of the current cluster, read through the API server's
+    pod proxy with the user's kubeconfig."""
+    try:
+        from kubernetes import client, config  # type: ignore
+    except ImportError:
+        raise UserError("--kubernetes needs the `kubernetes` Python package (pip install kubernetes); or give --agent/--operator URLs") from None
+    try:
+        config.load_kube_config(context=context)
+    except Exception as exc:  # the client raises a variety of config errors
+        raise UserError(f"--kubernetes: cannot load the kubeconfig ({str(exc).splitlines()[0]}); check KUBECONFIG or --context") from None
+    api = client.CoreV1Api()
+
+    def proxy(pod, port):
+        def fetch(timeout):
+            return api.connect_get_namespaced_pod_proxy_with_path(
+                f"{pod}:{port}", namespace, "metrics", _request_timeout=timeout
+            )
+
+        return fetch
+
+    out = []
+    try:
+        agents = api.list_namespaced_pod(namespace, label_selector="k8s-app=cilium").items
+        operators = api.list_namespaced_pod(namespace, label_selector="io.cilium/app=operator").items
+    except Exception as exc:
+        raise UserError(f"--kubernetes: cannot list pods in {namespace} ({str(exc).splitlines()[0]}); check access and --namespace") from None
+    for pod in agents:
+        if pod.status.phase != "Running":
+            continue
+        node = pod.spec.node_name or pod.metadata.name
+        name = pod.metadata.name
+        out.append(Endpoint("agent", node, f"k8s://{namespace}/{name}:9962/metrics", proxy(name, 9962)))
+        out.append(Endpoint("hubble", node, f"k8s://{namespace}/{name}:9965/metrics", proxy(name, 9965)))
+    for pod in operators:
+        if pod.status.phase != "Running":
+            continue
+        name = pod.metadata.name
+        out.append(Endpoint("operator", "operator", f"k8s://{namespace}/{name}:9963/metrics", proxy(name, 9963)))
+    if not any(e.component == "agent" for e in out):
+        raise UserError(f"--kubernetes: no running Cilium agent pods (k8s-app=cilium) in {namespace}; check --namespace and --context")
+    return out
+
+
+# --- scraping --------------------------------------------------------------------------------
+
+
+def fetch_text(endpoint: Endpoint, timeout: float) -> str:
+    if endpoint.fetch is not None:
+        body = endpoint.fetch(timeout)
+        return body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+    import requests
+
+    try:
+        resp = requests.get(endpoint.url, timeout=timeout, headers={"Accept": "text/plain;version=0.0.4"})
+    except requests.exceptions.ConnectionError:
+        raise ScrapeError("connection refused or unreachable") from None
+    except requests.exceptions.Timeout:
+        raise ScrapeError(f"no answer within {timeout:g}s") from None
+    except requests.exceptions.RequestException as exc:
+        raise ScrapeError(type(exc).__name__) from None
+    if resp.status_code != 200:
+        raise ScrapeError(f"HTTP {resp.status_code}")
+    if len(resp.content) > MAX_BODY:
+        raise ScrapeError("response larger than 64 MiB")
+    return resp.text
+
+
+class ScrapeError(Exception):
+    pass
+
+
+def parse_samples(text: str, labels) -> List[Sample]:
+    """Samples of one exposition, with the logical labels added. Raises ScrapeError on a
+    payload that is not Prometheus text."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = []
+    try:
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                merged = dict(s.labels)
+                merged.update(labels)
+                out.append(Sample(s.name, merged, float(s.value)))
+    except Exception as exc:  # the parser raises ValueError, TypeError, IndexError on garbage
+        first = str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__
+        raise ScrapeError(f"not Prometheus text ({first})") from None
+    if not out:
+        raise ScrapeError("no metrics in the response")
+    return out
+
+
+class Sampler:
+    """Takes snapshots of a set of endpoints; the clock may run faster than the wall (demo)."""
+
+    def __init__(self, endpoints, cluster, timeout=10.0, time_scale=1.0):
+        self.endpoints = endpoints
+        self.cluster = cluster
+        self.timeout = timeout
+        self.time_scale = time_scale
+        self.status = {id(e): EndpointStatus(e) for e in endpoints}
+        self.snapshots: List[Snapshot] = []
+        self._t0_wall = time.time()
+
+    def _labels(self, endpoint):
+        labels = {"cluster": self.cluster}
+        if endpoint.component != "operator":
+            labels["node"] = endpoint.name
+        return labels
+
+    def _scrape(self, endpoint):
+        labels = self._labels(endpoint)
+        try:
+            samples = parse_samples(fetch_text(endpoint, self.timeout), labels)
+            up = 1.0
+        except ScrapeError as exc:
+            samples, up = [], 0.0
+            self.status[id(endpoint)].error = str(exc)
+        except Exception as exc:  # a Kubernetes proxy error, for instance
+            samples, up = [], 0.0
+            self.status[id(endpoint)].error = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        if up:
+            self.status[id(endpoint)].ok_samples += 1
+        samples.append(Sample("up", dict(labels, target=endpoint.component), up))
+        return samples
+
+    def take(self):
+        wall = time.time()
+        with ThreadPoolExecutor(max_workers=min(16, max(1, len(self.endpoints)))) as pool:
+            results = list(pool.map(self._scrape, self.endpoints))
+        # Simulated time when the clock is compressed, so that rates are per simulated second.
+        stamp = self._t0_wall + (wall - self._t0_wall) * self.time_scale
+        snap = Snapshot(stamp)
+        for samples in results:
+            snap.samples.extend(samples)
+        self.snapshots.append(snap)
+        return snap
+
+    def run(self, samples, interval, progress=None):
+        for i in range(samples):
+            started = time.monotonic()
+            if progress:
+                progress(i, samples)
+            self.take()
+            if i < samples - 1:
+                time.sleep(max(0.0, interval - (time.monotonic() - started)))
+        if progress:
+            progress(samples, samples)
+
+    def component_state(self):
+        """{component: "" (scraped) or the reason it is missing}; absent: not given."""
+        out = {}
+        for comp in COMPONENTS:
+            eps = [s for s in self.status.values() if s.endpoint.component == comp]
+            if not eps:
+                continue
+            if any(s.ok_samples for s in eps):
+                out[comp] = ""
+            else:
+                out[comp] = f"no {comp} endpoint answered with metrics"
+        return out
+
+
+def _progress_printer(stream, n_endpoints):
+    tty = hasattr(stream, "isatty") and stream.isatty()
+
+    def show(i, total):
+        if not tty:
+            return
+        if i < total:
+            stream.write(f"\rsampling {i + 1}/{total} from {n_endpoints} endpoints...")
+        else:
+            stream.write("\r" + " " * 60 + "\r")
+        stream.flush()
+
+    return show
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+def format_value(value, unit):
+    if value is None:
+        return "-"
+    if isinstance(value, float) and (math.isinf(value) or math.isnan(value)):
+        return str(value)
+    if unit == "per_second":
+        return f"{value:.3g}/s"
+    if unit == "seconds":
+        return f"{value:.3g}s"
+    if unit == "ratio":
+        return f"{value:.3g}"
+    if unit == "factor":
+        return f"{value:.3g}x"
+    if unit in ("count", "bool"):
+        return f"{value:.0f}" if abs(value - round(value)) < 1e-9 or abs(value) >= 100 else f"{value:.3g}"
+    return f"{value:.3g}"
+
+
+def format_threshold(finding):
+    if finding.threshold is None:
+        return "-"
+    return f"{finding.signal.comparison} {format_value(finding.threshold, finding.signal.unit)}"
+
+
+def format_culprit(finding, cluster_label="cluster"):
+    if finding.status == NO_DATA:
+        return finding.reason
+    if finding.status == OK:
+        return ""
+    labels = {k: v for k, v in finding.culprit.items() if k != cluster_label}
+    text = " ".join(f"{k}={v}" for k, v in labels.items()) or "cluster-wide"
+    extra = len(finding.groups) - 1
+    return text + (f" (+{extra} more)" if extra > 0 else "")
+
+
+def hint(runbook):
+    """The runbook's first sentence."""
+    text = runbook.strip()
+    for i, ch in enumerate(text):
+        if ch == "." and (i + 1 == len(text) or text[i + 1] == " ") and not text[max(0, i - 3):i].endswith(("e.g", "i.e")):
+            return text[: i + 1]
+    return text
+
+
+def render_table(findings, statuses, header, show_all=False):
+    lines = [header, ""]
+    rows = [("SIGNAL", "STATUS", "VALUE", "THRESHOLD", "CULPRIT")]
+    shown = [f for f in findings if show_all or f.status in (WARNING, CRITICAL)]
+    order = {CRITICAL: 0, WARNING: 1, NO_DATA: 2, OK: 3}
+    shown.sort(key=lambda f: order[f.status])
+    for f in shown:
+        rows.append((f.id, f.status, format_value(f.value, f.signal.unit), format_threshold(f), format_culprit(f)))
+    if len(rows) > 1:
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        for r in rows:
+            lines.append("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4])
+    counts = {s: sum(1 for f in findings if f.status == s) for s in (CRITICAL, WARNING, OK, NO_DATA)}
+    if not show_all:
+        lines.append(
+            ("" if len(rows) > 1 else "No signal is failing. ")
+            + f"{counts[OK]} OK, {counts[NO_DATA]} NO DATA not shown (--all lists them)."
+        )
+    bad = [f for f in findings if f.status in (WARNING, CRITICAL)]
+    if bad:
+        lines += ["", "What to do:"]
+        for f in sorted(bad, key=lambda f: order[f.status]):
+            lines.append(f"  {f.id}: {hint(f.signal.runbook)}")
+    problems = [s for s in statuses if s.error]
+    if problems:
+        lines += ["", "Endpoints with problems:"]
+        for s in problems:
+            lines.append(f"  {s.endpoint.component} {s.endpoint.name} ({s.endpoint.url}): {s.error}"
+                         + (f" (answered {s.ok_samples} of the samples)" if s.ok_samples else ""))
+    gaps = [s for s in statuses if s.missing and not s.error]
+    if gaps:
+        lines += ["", "Families the catalog reads that some endpoints do not expose (feature off, older Cilium, or no event yet):"]
+        by_comp = {}
+        for s in gaps:
+            by_comp.setdefault(s.endpoint.component, set()).update(s.missing)
+        for comp, fams in sorted(by_comp.items()):
+            lines.append(f"  {comp}: {', '.join(sorted(fams))}")
+    lines += ["", f"Result: {_summary(counts)}"]
+    return "\n".join(lines) + "\n"
+
+
+def _summary(counts):
+    worst = CRITICAL if counts[CRITICAL] else WARNING if counts[WARNING] else OK
+    return f"{worst} ({counts[CRITICAL]} critical, {counts[WARNING]} warning, {counts[OK]} OK, {counts[NO_DATA]} no data)"
+
+
+def findings_json(findings, statuses, meta, exit_code, reason=""):
+    out = {
+        **meta,
+        "status": overall(findings) if findings else "UNEVALUATED",
+        "exit_code": exit_code,
+        "signals": [
+            {
+                "id": f.id,
+                "area": f.signal.area,
+                "status": f.status,
+                "value": f.value,
+                "threshold": f.threshold,
+                "comparison": f.signal.comparison,
+                "unit": f.signal.unit,
+                "culprit": f.culprit,
+                "failing": [{"labels": g.labels, "value": g.value, "status": g.status} for g in f.groups],
+                "reason": f.reason or None,
+                "runbook": hint(f.signal.runbook) if f.status in (WARNING, CRITICAL) else None,
+            }
+            for f in findings
+        ],
+        "endpoints": [
+            {
+                "component": s.endpoint.component,
+                "name": s.endpoint.name,
+                "url": s.endpoint.url,
+                "samples_ok": s.ok_samples,
+                "error": s.error or None,
+                "missing_families": list(s.missing),
+            }
+            for s in statuses
+        ],
+    }
+    if reason:
+        out["reason"] = reason
+    return json.dumps(out, indent=2, default=_json_default) + "\n"
+
+
+def _json_default(value):
+    return str(value)
+
+
+# --- the command -------------------------------------------------------------------------------
+
+
+def _duration(text, flag):
+    from .simulator.profiles import parse_duration
+
+    try:
+        return parse_duration(text, flag)
+    except UserError:
+        raise UserError(f"{flag} {text!r}: not a duration; write e.g. 15s, 1m") from None
+
+
+def _missing_families(catalog, sampler):
+    """Per endpoint: catalog families of its component absent from every one of its samples."""
+    from .query import iter_selectors
+
+    wanted = {c: set() for c in COMPONENTS}
+    for signal in catalog.enabled():
+        for sel in iter_selectors(signal.query.expr):
+            wanted[signal.component].update(sel.families(catalog.settings.cloud_apis))
+    seen = {}
+    for snap in sampler.snapshots:
+        for s in snap.samples:
+            key = (s.labels.get("node"), s.labels.get("target")) if s.name == "up" else None
+            del key
+            seen.setdefault((s.labels.get("node", "operator")), set()).add(s.name)
+    for status in sampler.status.values():
+        if not status.ok_samples:
+            continue
+        names = seen.get(status.endpoint.name if status.endpoint.component != "operator" else "operator", set())
+        fams = wanted[status.endpoint.component]
+        if status.endpoint.component == "operator":
+            # `{cloud}` expands to every cloud API; only one of them exists per operator.
+            fams = {f for f in fams if not any(f"_{api}_api_" in f for api in catalog.settings.cloud_apis)}
+        status.missing = tuple(sorted(f for f in fams if not _seen(f, names)))
+
+
+def _seen(family, names):
+    return family in names or any(family + s in names for s in ("_bucket", "_count", "_sum", "_total"))
+
+
+def diagnose(catalog, endpoints, cluster, samples, interval, timeout=10.0, time_scale=1.0, progress=None):
+    """Sample the endpoints and evaluate the catalog. Returns (findings, statuses, exit code,
+    reason)."""
+    sampler = Sampler(endpoints, cluster, timeout=timeout, time_scale=time_scale)
+    sampler.run(samples, interval, progress)
+    _missing_families(catalog, sampler)
+    statuses = list(sampler.status.values())
+    state = sampler.component_state()
+    if not any(v == "" for v in state.values()):
+        reasons = "; ".join(f"{s.endpoint.url}: {s.error}" for s in statuses[:3])
+        return [], statuses, EXIT_UNEVALUATED, f"no endpoint answered with metrics ({reasons})"
+    findings = evaluate_catalog(catalog, sampler.snapshots, state)
+    if all(f.status == NO_DATA for f in findings):
+        return findings, statuses, EXIT_UNEVALUATED, "no signal could be evaluated"
+    return findings, statuses, EXIT[overall(findings)], ""
+
+
+def run(args):
+    from .catalog import load_catalog
+
+    catalog = load_catalog(args.values) if args.values else load_catalog()
+    samples = args.samples
+    interval = _duration(args.interval, "--interval") if args.interval else None
+    if samples is not None and samples < 1:
+        raise UserError(f"--samples {samples}: take at least 1 (rates need 2)")
+    timeout = _duration(args.timeout, "--timeout")
+    sim = None
+    time_scale = 1.0
+    cluster = args.cluster
+    given = args.agent or args.operator or args.hubble
+    if args.demo:
+        if given or args.kubernetes:
+            raise UserError("--demo runs against its own simulator; drop --agent/--operator/--hubble/--kubernetes")
+        from .simulator.model import Clock
+        from .simulator.scenarios import load_scenarios
+        from .simulator.server import Simulation
+
+        scenarios = load_scenarios()
+        if args.demo not in scenarios:
+            raise UserError(f"--demo {args.demo!r}: unknown scenario; choose one of {', '.join(scenarios)}")
+        scenario = scenarios[args.demo]
+        time_scale = DEMO_SPEED
+        samples = samples or DEMO_SAMPLES
+        interval = DEMO_INTERVAL if interval is None else interval
+        # Start one sampling span before the steady point, so the samples end on it.
+        span = (samples - 1) * interval * DEMO_SPEED
+        clock = Clock(speed=DEMO_SPEED, start=max(0.0, scenario.steady - span))
+        built = scenario.build(clock=clock)
+        cluster = cluster or built.name
+        sim = Simulation([built])
+        sim.start()
+        endpoints = [
+            Endpoint(t.component, t.node or "operator", t.url) for t in sim.targets
+        ]
+    elif args.kubernetes:
+        if given:
+            raise UserError("--kubernetes finds the endpoints itself; drop --agent/--operator/--hubble")
+        endpoints = kubernetes_endpoints(args.context, args.namespace)
+        cluster = cluster or args.context or "current-context"
+    else:
+        endpoints = endpoints_from_args(args)
+        if not endpoints:
+            raise UserError("give endpoints: --agent URL (and --operator URL, --hubble URL), --kubernetes, or try --demo")
+        cluster = cluster or "cluster"
+    samples = 2 if samples is None else samples
+    interval = 15.0 if interval is None else interval
+    progress = _progress_printer(sys.stderr, len(endpoints))
+    try:
+        findings, statuses, code, reason = diagnose(
+            catalog, endpoints, cluster, samples, interval, timeout=timeout, time_scale=time_scale, progress=progress
+        )
+    finally:
+        if sim is not None:
+            sim.stop()
+    counts = {c: sum(1 for e in endpoints if e.component == c) for c in COMPONENTS}
+    span = (samples - 1) * interval
+    if args.demo:
+        what = (f"demo: scenario {args.demo}, simulated in-process at {time_scale:g}x, "
+                f"{samples} samples over {_human(span * time_scale)} of simulated time")
+    else:
+        what = f"{samples} sample{'s' if samples != 1 else ''}" + (f" over {_human(span)}" if samples > 1 else "")
+    header = (f"cilium-day2 doctor: cluster {cluster}: {counts['agent']} agents, {counts['operator']} operator, "
+              f"{counts['hubble']} Hubble endpoints; {what}")
+    if args.format == "json":
+        meta = {"cluster": cluster, "samples": samples, "interval_seconds": interval, "demo": args.demo}
+        sys.stdout.write(findings_json(findings, statuses, meta, code, reason))
+    elif code == EXIT_UNEVALUATED and not findings:
+        sys.stdout.write(render_table([], statuses, header))
+    else:
+        sys.stdout.write(render_table(findings, statuses, header, show_all=args.all))
+    if code == EXIT_UNEVALUATED:
+        print(f"cilium-day2 doctor: could not evaluate: {reason}", file=sys.stderr)
+    return code
+
+
+def _human(seconds):
+    seconds = int(round(seconds))
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds // 3600}h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds // 60}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60}s"
+    return f"{seconds}s"

@@ -1,0 +1,223 @@
+"""Local evaluation of catalog signals: samples in, one status per signal out.
+
+`doctor` collects snapshots of every endpoint (see `cilium_day2.doctor`), this module turns them
+into findings with the catalog's thresholds and comparison, through the catalog's own evaluator
+(`cilium_day2.query.evaluate`), so that a signal means the same number here as in the rendered
+Prometheus rules and Datadog monitors.
+
+Where the two cannot be the same, the difference is deliberate and documented:
+
+* `for:` holds are not applied: doctor answers "is it failing now", at the end of its sampling.
+* Windowed functions (`rate`, `increase`, `delta`, `changes`, `quantile`) see only the sampled
+  span. `increase` and `delta` are extrapolated from it to the signal's window, as PromQL
+  extrapolates; `changes` counts what the samples saw (sample over the whole window to count
+  restarts).
+* A signal whose families no endpoint exposes is NO DATA (the feature is off, or the endpoint is
+  missing), except rates and increases of counters: Cilium creates a labelled counter on its
+  first increment, so an absent error counter on a scraped endpoint means "none yet", as it does
+  for a Prometheus alert.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+from .query import (
+    Changes,
+    Delta,
+    Distinct,
+    Evaluator,
+    Increase,
+    Outlier,
+    Quantile,
+    Rate,
+    Ratio,
+    Snapshot,
+    Up,
+    Value,
+    breaches,
+    iter_nodes,
+    iter_selectors,
+)
+
+OK = "OK"
+WARNING = "WARNING"
+CRITICAL = "CRITICAL"
+NO_DATA = "NO DATA"
+STATUS_ORDER = {OK: 0, NO_DATA: 1, WARNING: 2, CRITICAL: 3}
+_WINDOWED = (Rate, Increase, Delta, Changes, Quantile)
+
+
+@dataclass
+class Group:
+    labels: Dict[str, str]
+    value: float
+    status: str
+
+
+@dataclass
+class Finding:
+    signal: object  # cilium_day2.catalog.Signal
+    status: str
+    value: Optional[float] = None
+    threshold: Optional[float] = None
+    culprit: Dict[str, str] = field(default_factory=dict)
+    groups: List[Group] = field(default_factory=list)  # every group not OK, worst first
+    reason: str = ""  # why NO DATA
+
+    @property
+    def id(self):
+        return self.signal.id
+
+    @property
+    def severity(self):
+        return {WARNING: "warning", CRITICAL: "critical"}.get(self.status)
+
+
+def severity_of(signal, value) -> str:
+    if breaches(value, signal.comparison, signal.critical):
+        return CRITICAL
+    if breaches(value, signal.comparison, signal.warning):
+        return WARNING
+    return OK
+
+
+def _worse(signal, a, b):
+    """Whether value a is further on the failing side than b."""
+    return a > b if signal.comparison == ">" else a < b
+
+
+def _families(signal, cloud_apis):
+    names = set()
+    for selector in iter_selectors(signal.query.expr):
+        for family in selector.families(cloud_apis):
+            names.add(family)
+    return names
+
+
+def _present(family, seen_names):
+    """Whether a family (as the catalog names it) appears among scraped sample names."""
+    if family in seen_names:
+        return True
+    return any(family + suffix in seen_names for suffix in ("_bucket", "_count", "_sum", "_total"))
+
+
+def _counter_only(expr):
+    """Rates and increases of counters (absent = no events yet), including ratios whose
+    numerator is one."""
+    if isinstance(expr, (Rate, Increase)):
+        return True
+    return False
+
+
+class SignalEvaluator:
+    """Evaluates catalog signals over the snapshots of one cluster."""
+
+    def __init__(self, catalog, snapshots: Sequence[Snapshot], components: Dict[str, str]):
+        """components: {component: "" if at least one endpoint was scraped, else the reason
+        it could not be evaluated} for agent, operator and hubble."""
+        self.catalog = catalog
+        self.snapshots = sorted(snapshots, key=lambda s: s.timestamp)
+        self.components = components
+        self.cloud_apis = tuple(catalog.settings.cloud_apis)
+        self.seen = {s.name for snap in self.snapshots for s in snap.samples}
+
+    def _evaluator(self, window):
+        ev = Evaluator(self.snapshots, window, self.cloud_apis)
+        if len(ev.snapshots) < 2 <= len(self.snapshots):
+            # The sampling interval is longer than the window: use the last two samples, the
+            # shortest span there is (a Prometheus rate over a window needs two points too).
+            ev.snapshots = self.snapshots[-2:]
+        return ev
+
+    def evaluate(self, signal) -> Finding:
+        comp_problem = self.components.get(signal.component)
+        if comp_problem is None:
+            return Finding(signal, NO_DATA, reason=f"no {signal.component} endpoint given")
+        expr = signal.query.expr
+        needs_up = isinstance(expr, Up) or signal.query.only_if_up
+        if comp_problem and not needs_up:
+            return Finding(signal, NO_DATA, reason=comp_problem)
+        if any(isinstance(node, _WINDOWED) for node in iter_nodes(expr)) and len(self.snapshots) < 2:
+            return Finding(signal, NO_DATA, reason="needs at least 2 samples (--samples 2)")
+        families = _families(signal, self.cloud_apis)
+        missing = sorted(f for f in families if not _present(f, self.seen))
+        ev = self._evaluator(signal.window)
+        by = list(signal.group_by)
+        result = ev.evaluate(expr, by)
+        if signal.query.only_if_up:
+            up = ev.evaluate(Up(signal.query.only_if_up), by)
+            result = {k: v for k, v in result.items() if up.get(k, 0) >= 1}
+        if not result:
+            if isinstance(expr, Up):
+                return Finding(signal, NO_DATA, reason=f"no {expr.target} endpoint given")
+            if families and len(missing) == len(families):
+                if signal.no_data == "ok" or _counter_only(expr):
+                    return Finding(signal, OK, value=None, threshold=self._threshold(signal, OK))
+                return Finding(signal, NO_DATA, reason=f"not exposed: {', '.join(missing)}")
+            # Families exist but nothing matched (no error series, no failing map): like a
+            # Prometheus alert with an empty result, nothing is failing.
+            return Finding(signal, OK, threshold=self._threshold(signal, OK))
+        groups = []
+        for key, value in result.items():
+            groups.append(Group(dict(key), value, severity_of(signal, value)))
+        bad = [g for g in groups if g.status != OK]
+        if bad:
+            bad.sort(key=lambda g: (-STATUS_ORDER[g.status], -g.value if signal.comparison == ">" else g.value))
+            top = bad[0]
+            return Finding(
+                signal,
+                top.status,
+                value=top.value,
+                threshold=self._threshold(signal, top.status),
+                culprit=top.labels,
+                groups=bad,
+            )
+        worst = groups[0]
+        for g in groups[1:]:
+            if _worse(signal, g.value, worst.value):
+                worst = g
+        return Finding(signal, OK, value=worst.value, threshold=self._threshold(signal, OK), culprit=worst.labels)
+
+    @staticmethod
+    def _threshold(signal, status):
+        if status == CRITICAL:
+            return signal.critical
+        if status == WARNING:
+            return signal.warning
+        return signal.warning if signal.warning is not None else signal.critical
+
+
+def evaluate_catalog(catalog, snapshots, components) -> List[Finding]:
+    """One finding per enabled signal, in catalog order."""
+    ev = SignalEvaluator(catalog, snapshots, components)
+    return [ev.evaluate(signal) for signal in catalog.enabled()]
+
+
+def overall(findings) -> str:
+    worst = OK
+    for f in findings:
+        if f.status in (WARNING, CRITICAL) and STATUS_ORDER[f.status] > STATUS_ORDER[worst]:
+            worst = f.status
+    return worst
+
+
+# Re-exported for callers that build snapshots.
+__all__ = [
+    "OK",
+    "WARNING",
+    "CRITICAL",
+    "NO_DATA",
+    "Finding",
+    "Group",
+    "SignalEvaluator",
+    "Snapshot",
+    "evaluate_catalog",
+    "overall",
+    "severity_of",
+    "Value",
+    "Ratio",
+    "Outlier",
+    "Distinct",
+]
