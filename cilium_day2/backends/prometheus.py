@@ -1,0 +1,144 @@
+"""Query model -> PromQL.
+
+Every aggregation is `by (...)` the signal's group labels, with the logical `cluster` and `node`
+labels renamed to the configured Prometheus label names, so that one Prometheus or a
+Thanos/Mimir ruler watching many clusters keeps them apart.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+from ..catalog import Settings, Signal, format_duration
+from ..query import (
+    Changes, Delta, Distinct, Increase, Match, Outlier, Quantile, Rate, Ratio, Selector, Up, Value,
+)
+
+_RE2_SPECIAL = set("\\.+*?()|[]{}^$")
+
+
+def glob_to_regex(pattern: str) -> str:
+    """A `*` wildcard pattern as an RE2 regex (Prometheus anchors it on both ends)."""
+    out = []
+    for ch in pattern:
+        if ch == "*":
+            out.append(".*")
+        elif ch in _RE2_SPECIAL:
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def quote(value: str) -> str:
+    """A PromQL double-quoted string literal."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def matcher(m: Match) -> str:
+    if m.op == "eq" and "*" not in m.values[0]:
+        return f"{m.label}={quote(m.values[0])}"
+    regex = "|".join(glob_to_regex(v) for v in m.values)
+    return f"{m.label}{'!~' if m.op == 'not_in' else '=~'}{quote(regex)}"
+
+
+class PromQL:
+    """Compiles a signal's query. `extra` matchers (raw PromQL, e.g. Grafana's
+    `cluster=~"$cluster"`) are added to every selector; `node_extra` only to selectors of
+    per-node components (agent, Hubble)."""
+
+    def __init__(self, settings: Settings, extra: Sequence[str] = (), node_extra: Sequence[str] = (),
+                 rate_window: Optional[str] = None):
+        self.s = settings
+        self.extra = list(extra)
+        self.node_extra = list(node_extra)
+        self.rate_window = rate_window
+
+    # -- pieces --------------------------------------------------------------------------------
+    def labels(self, logical: Sequence[str]) -> List[str]:
+        return [self.s.prom_label(label) for label in logical]
+
+    def by(self, logical: Sequence[str], extra: Sequence[str] = ()) -> str:
+        return ", ".join(self.labels(logical) + list(extra))
+
+    def selector(self, family: str, sel: Selector, per_node: bool) -> str:
+        parts = [matcher(m) for m in sel.match] + self.extra + (self.node_extra if per_node else [])
+        return f"{family}{{{', '.join(parts)}}}" if parts else family
+
+    def _union(self, sel: Selector, build) -> str:
+        exprs = [build(family) for family in sel.families(self.s.cloud_apis)]
+        return exprs[0] if len(exprs) == 1 else "(" + " or ".join(exprs) + ")"
+
+    def window(self, signal: Signal) -> str:
+        return self.rate_window or format_duration(signal.window)
+
+    # -- nodes ---------------------------------------------------------------------------------
+    def compile(self, node, signal: Signal, group: Sequence[str]) -> str:
+        per_node = signal.component in ("agent", "hubble")
+        w = self.window(signal)
+        by = self.by(group)
+        if isinstance(node, Value):
+            def build(f):
+                sel = self.selector(f, node.selector, per_node)
+                inner = f"{node.over_time}_over_time({sel}[{w}])" if node.over_time else sel
+                return f"{node.agg} by ({by}) ({inner})"
+            return self._union(node.selector, build)
+        if isinstance(node, (Rate, Increase, Changes)):
+            fn = {Rate: "rate", Increase: "increase", Changes: "changes"}[type(node)]
+            return self._union(node.selector, lambda f: f"sum by ({by}) ({fn}({self.selector(f, node.selector, per_node)}[{w}]))")
+        if isinstance(node, Delta):
+            return self._union(node.selector, lambda f: f"{node.agg} by ({by}) (delta({self.selector(f, node.selector, per_node)}[{w}]))")
+        if isinstance(node, Quantile):
+            inner = self._union(
+                node.selector,
+                lambda f: f"sum by ({self.by(group, ['le'])}) (rate({self.selector(f + '_bucket', node.selector, per_node)}[{w}]))",
+            )
+            return f"histogram_quantile({node.q:g}, {inner})"
+        if isinstance(node, Distinct):
+            return self._union(
+                node.selector,
+                lambda f: f"count by ({by}) (count by ({self.by(group, [node.label])}) ({self.selector(f, node.selector, per_node)}))",
+            )
+        if isinstance(node, Up):
+            return self.up(node.target, group)
+        if isinstance(node, Ratio):
+            num = self.compile(node.num, signal, group)
+            if isinstance(node.den, float):
+                return f"{num} / {node.den:g}"
+            den = self.compile(node.den, signal, group)
+            if node.min_den is not None:
+                return f"{num} / clamp_min({den}, {node.min_den:g})"
+            return f"{num} / {den}"
+        if isinstance(node, Outlier):
+            of = self.compile(node.of, signal, group)
+            among = self.by(node.among)
+            baseline = f"quantile by ({among}) (0.5, {of})"
+            if node.min_baseline:
+                baseline = f"clamp_min({baseline}, {node.min_baseline:g})"
+            return f"{of} / on ({among}) group_left () {baseline}"
+        raise TypeError(f"unknown query node {node!r}")
+
+    def up(self, target: str, group: Sequence[str]) -> str:
+        parts = [f"job=~{quote(self.s.job(target))}"] + self.extra
+        if target in ("agent", "hubble"):
+            parts += self.node_extra
+        return f"max by ({self.by(group)}) (up{{{', '.join(parts)}}})"
+
+    # -- signals -------------------------------------------------------------------------------
+    def expr(self, signal: Signal) -> str:
+        """The signal's value, one series per group (no threshold)."""
+        return self.compile(signal.query.expr, signal, signal.group_by)
+
+    def condition(self, value_expr: str, signal: Signal, threshold: float) -> str:
+        cond = f"{value_expr} {signal.comparison} {threshold:g}"
+        if signal.query.only_if_up:
+            group = self.by(signal.group_by)
+            cond = f"({cond}) and on ({group}) ({self.up(signal.query.only_if_up, signal.group_by)} == 1)"
+        return cond
+
+    def record_name(self, signal: Signal) -> str:
+        """`level:metric:operation`, the Prometheus naming convention for recording rules."""
+        level = "_".join(self.labels(signal.group_by))
+        fn = signal.query.expr.fn
+        windowed = fn not in ("value", "up", "distinct") or getattr(signal.query.expr, "over_time", None)
+        return f"{level}:cilium_day2_{signal.id}:{fn}{format_duration(signal.window) if windowed else ''}"
