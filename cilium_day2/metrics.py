@@ -10,8 +10,9 @@ predictable from the Cilium one:
   operator families keep `operator.` and their area (`operator.ipam.available_ips`);
   Hubble families become `hubble.<rest>`.
 
-The check adds `.count` to counters and `.sum`/`.count` to histograms (whose buckets are sent as
-distributions so that monitors can ask for a p99), as every OpenMetrics V2 check does.
+The check adds `.count` to counters and `.sum`/`.count` to histograms, as OpenMetrics V2 checks
+do; the buckets of the histograms in `DISTRIBUTIONS` are sent as a distribution under the bare
+name, so that monitors can ask for a p99.
 """
 
 GAUGE = "gauge"
@@ -165,6 +166,25 @@ HISTOGRAMS = {
     "cilium_operator_ipam_resync_latency_seconds",
 }
 
+# Histograms whose buckets are sent as a distribution, for the p99s the monitors alert on. The
+# others (per API path or per trigger, with many label sets) send only `.sum` and `.count`: their
+# mean is enough for dashboards and their buckets would be most of a node's series.
+DISTRIBUTIONS = {
+    "cilium_datapath_conntrack_gc_duration_seconds",
+    "cilium_kvstore_operations_duration_seconds",
+    "cilium_kvstore_events_queue_seconds",
+    "cilium_endpoint_regeneration_time_stats_seconds",
+    "cilium_policy_implementation_delay",
+    "cilium_operator_ec2_api_duration_seconds",
+    "cilium_operator_ec2_api_rate_limit_duration_seconds",
+    "cilium_operator_azure_api_duration_seconds",
+    "cilium_operator_azure_api_rate_limit_duration_seconds",
+    "cilium_operator_alibabacloud_api_duration_seconds",
+    "cilium_operator_alibabacloud_api_rate_limit_duration_seconds",
+    "cilium_operator_ipam_allocation_duration_seconds",
+    "cilium_operator_ipam_release_duration_seconds",
+}
+
 GAUGES = {
     "cilium_bpf_map_pressure",
     "cilium_bpf_map_capacity",
@@ -264,4 +284,7 @@ def submitted_names(family, datadog_name, namespace="cilium_day2"):
         return {base: "gauge"}
     if kind == COUNTER:
         return {f"{base}.count": "count"}
-    return {base: "distribution", f"{base}.sum": "count", f"{base}.count": "count"}
+    names = {f"{base}.sum": "count", f"{base}.count": "count"}
+    if family in DISTRIBUTIONS:
+        names[base] = "distribution"
+    return names

@@ -11,7 +11,9 @@ from datadog_checks.base.constants import ServiceCheck
 
 from . import metrics
 from .config import safe_url
-from .exposition import ExpositionFilter
+from .reader import ExpositionReader, FamilyPlan
+
+INF = float("inf")
 
 
 class ScrapeError(Exception):
@@ -19,38 +21,142 @@ class ScrapeError(Exception):
 
 
 class CiliumScraper(OpenMetricsScraper):
+    """Reads one Cilium endpoint with the block reader and submits through the base check.
+
+    The base class still provides the HTTP client (TLS, auth, proxies, timeouts), tags, label
+    renames and the `flush_first_value` bookkeeping; user `extra_metrics` go through its regular
+    parser and transformers. The mapped families take the fast path below.
+    """
+
+    CHUNK_SIZE = 1 << 18
+
     def __init__(self, check, config):
         super().__init__(check, config)
         self.component = config["cilium_component"]
         self.SERVICE_CHECK_HEALTH = f"{self.component}.openmetrics.health"
         self.display_url = safe_url(self.endpoint)
+        self.multi_buckets = check.multiple_histogram_buckets_unsupported_reason() is None
 
-        families = metrics.COMPONENT_MAPS[self.component]
-        reduce = None
+        reduce_labels = {}
         if self.component == "hubble":
             extra = tuple(config.get("hubble_include_labels") or ())
-            reduce = {family: labels + extra for family, labels in metrics.HUBBLE_BOUNDED_LABELS.items()}
-        self.line_filter = ExpositionFilter(
-            {family: metrics.metric_type(family) for family in families},
-            reduce=reduce,
-            extra_match=_extra_matcher(config.get("extra_metrics")),
-        )
-        if self.component == "agent":
-            self.metric_transformer.add_custom_transformer("cilium_version", self._transform_version)
+            reduce_labels = {family: labels + extra for family, labels in metrics.HUBBLE_BOUNDED_LABELS.items()}
+        plans = []
+        for family, dd_name in metrics.COMPONENT_MAPS[self.component].items():
+            if self._excluded(family):
+                continue
+            kind = metrics.metric_type(family)
+            data = (dd_name, kind == metrics.HISTOGRAM and family in metrics.DISTRIBUTIONS)
+            plans.append(FamilyPlan(family, kind, reduce_labels.get(family), data))
+        self.reader = ExpositionReader(plans, self._on_sample, extra_match=_extra_matcher(config.get("extra_metrics")))
+        self._buckets = {}
 
-    # -- parsing --------------------------------------------------------------------------
-    def parse_metrics(self):
-        # The base class picks a parser per content type; Cilium serves the Prometheus text
-        # format, and the filter has already dropped the OpenMetrics-only `_created` lines.
-        yield from parse_prometheus(self.line_filter(self.stream_connection_lines()))
-        stats = self.line_filter.stats
+    def _excluded(self, family):
+        short = family[: -len("_total")] if family.endswith("_total") else family
+        if family in self.exclude_metrics or short in self.exclude_metrics:
+            return True
+        pattern = self.exclude_metrics_pattern
+        return pattern is not None and bool(pattern.search(family) or pattern.search(short))
+
+    # -- one scrape -----------------------------------------------------------------------------
+    def _scrape(self):
+        self._flush = bool(self.flush_first_value)
+        self._buckets = {}
+        response = self.get_connection()
+        try:
+            stats = self.reader.read(response.iter_content(self.CHUNK_SIZE, decode_unicode=True))
+        finally:
+            response.close()
+        self._flush_histograms()
+        if self.reader.extra_lines:
+            self._submit_extra(self.reader.extra_lines)
         if stats.lines and not stats.recognised:
             raise ScrapeError(f"the response is not a Prometheus exposition ({stats.lines} lines, none parseable)")
-        if stats.lines and not stats.kept:
+        if stats.lines and not stats.kept and not self.reader.extra_lines:
             raise ScrapeError(
                 "the response has none of the Cilium families this check collects: is this the "
                 f"{self.component} metrics port (agent :9962, operator :9963, Hubble :9965)?"
             )
+
+    def _tags(self, pairs):
+        rename = self.rename_labels
+        exclude = self.exclude_labels
+        tags = [f"{rename.get(k, k)}:{v}" for k, v in pairs if k not in exclude]
+        tags.extend(self.tags)
+        return tags
+
+    def _on_sample(self, plan, name, pairs, value):
+        dd_name, distribution = plan.data
+        kind = plan.kind
+        if kind == "histogram":
+            if name.endswith("_bucket"):
+                if distribution:
+                    self._add_bucket(dd_name, pairs, value)
+                return
+            if value != value or value in (INF, -INF):
+                return
+            suffix = ".sum" if name.endswith("_sum") else ".count" if name.endswith("_count") else None
+            if suffix is not None:
+                self.check.monotonic_count(dd_name + suffix, value, tags=self._tags(pairs), flush_first_value=self._flush)
+            return
+        if value != value or value in (INF, -INF):
+            return
+        if kind == "counter":
+            self.check.monotonic_count(dd_name + ".count", value, tags=self._tags(pairs), flush_first_value=self._flush)
+        elif plan.family == "cilium_version":
+            version = dict(pairs).get("version")
+            if version:
+                self.check.set_metadata("version", version.lstrip("v"))
+            # Cilium leaves this gauge at 0; the version is the tag, so send a presence value.
+            self.check.gauge(dd_name, 1, tags=self._tags(pairs))
+        else:
+            self.check.gauge(dd_name, value, tags=self._tags(pairs))
+
+    def _add_bucket(self, dd_name, pairs, value):
+        upper = None
+        rest = []
+        for k, v in pairs:
+            if k == "le":
+                upper = v
+            else:
+                rest.append((k, v))
+        if upper is None:
+            return
+        try:
+            bound = float(upper)
+        except ValueError:
+            return
+        self._buckets.setdefault((dd_name, tuple(rest)), []).append((bound, value))
+
+    def _flush_histograms(self):
+        """Decumulate bucket counts per label set and send them as one distribution each."""
+        for (dd_name, pairs), buckets in self._buckets.items():
+            buckets.sort()
+            tags = self._tags(pairs)
+            previous_bound, previous_count = None, 0.0
+            for bound, count in buckets:
+                lower = (0.0 if bound >= 0 else -INF) if previous_bound is None else previous_bound
+                value = count - previous_count
+                previous_bound, previous_count = bound, count
+                if value != value or lower == bound == -INF:
+                    continue
+                if self.multi_buckets:
+                    self.check.submit_histogram_bucket(
+                        dd_name, value, lower, bound, True, None, tags, flush_first_value=self._flush, multiple_buckets=True
+                    )
+                else:
+                    bucket_tags = tags + [f"upper_bound:{_bound_text(bound)}", f"lower_bound:{_bound_text(lower)}"]
+                    self.check.submit_histogram_bucket(
+                        dd_name, value, lower, bound, True, None, bucket_tags, flush_first_value=self._flush
+                    )
+        self._buckets = {}
+
+    def _submit_extra(self, lines):
+        runtime_data = {"flush_first_value": self._flush, "static_tags": self.static_tags}
+        for metric in parse_prometheus(iter(lines)):
+            transformer = self.metric_transformer.get(metric)
+            if transformer is not None:
+                transformer(metric, self.generate_sample_data(metric), runtime_data)
 
     def get_connection(self):
         response = self.send_request()
@@ -66,18 +172,11 @@ class CiliumScraper(OpenMetricsScraper):
                 f"the response is HTML ({content_type}), not Prometheus metrics: check the port and the "
                 "/metrics path"
             )
-        if response.encoding is None:
-            response.encoding = "utf-8"
+        # The text format is UTF-8 by definition; requests would guess Latin-1 for text/plain.
+        response.encoding = "utf-8"
         return response
 
-    def _transform_version(self, metric, sample_data, runtime_data):
-        for sample, tags, hostname in sample_data:
-            version = sample.labels.get("version")
-            if version:
-                self.check.set_metadata("version", version.lstrip("v"))
-            self.check.gauge("version", 1, tags=tags, hostname=hostname)
-
-    # -- one run ----------------------------------------------------------------------------
+    # -- one run ----------------------------------------------------------------------------------
     def run_once(self):
         """Scrape once; report the component's service check. Returns an error message or None."""
         try:
@@ -86,7 +185,7 @@ class CiliumScraper(OpenMetricsScraper):
             message = f"{self.component} endpoint {self.display_url}: {describe_failure(exc)}"
             self.service_check(self.SERVICE_CHECK_HEALTH, ServiceCheck.CRITICAL, tags=self.static_tags, message=message)
             return message
-        stats = self.line_filter.stats
+        stats = self.reader.stats
         if stats.malformed:
             line_no, text = stats.first_malformed
             message = (
@@ -99,6 +198,14 @@ class CiliumScraper(OpenMetricsScraper):
             self.log.debug("%s: dropped %d duplicate series", self.display_url, stats.duplicates)
         self.service_check(self.SERVICE_CHECK_HEALTH, ServiceCheck.OK, tags=self.static_tags)
         return None
+
+
+def _bound_text(bound):
+    if bound == INF:
+        return "inf"
+    if bound == -INF:
+        return "-inf"
+    return repr(bound).removesuffix(".0") if bound == int(bound) else repr(bound)
 
 
 def describe_failure(exc):

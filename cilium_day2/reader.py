@@ -1,0 +1,278 @@
+"""A streaming reader of the Prometheus text format that works family block by family block.
+
+Most of a Cilium scrape is families the check does not submit, and on a busy node most of the
+bytes are Hubble context series that are summed away. A line-by-line parser spends its time on
+exactly those lines. This reader instead:
+
+* skips a whole unmapped family block with one `str.find` for the next comment line;
+* reduces a Hubble block with one regular expression per block, built from the block's first line:
+  Prometheus client libraries give every series of a family the same label names in the same
+  order, so the values of the bounded labels sit at fixed positions and one `findall` over the
+  block (in C) returns just them and the sample value. A block that does not fit (escaped quotes,
+  timestamps, a different label set) is read line by line instead, with the same result;
+* parses each kept line of the other families once, validating it, dropping exact duplicates and
+  counting malformed lines instead of failing the endpoint.
+
+Chunks are fed as they arrive from the network, so memory stays bounded by the chunk size plus
+the kept series. The reader calls `on_sample(plan, sample_name, label_pairs, value)`; what to do
+with a sample (submit, type handling) is the caller's business.
+"""
+
+import re
+
+# name{labels} value [timestamp]
+SAMPLE_RE = re.compile(
+    r'([a-zA-Z_:][a-zA-Z0-9_:]*)'
+    r'(?:\{((?:\s*[a-zA-Z_][a-zA-Z0-9_]*\s*=\s*"(?:[^"\\]|\\.)*"\s*,?)*\s*)\})?'
+    r'[ \t]+(\S+)(?:[ \t]+-?[0-9]+)?[ \t\r]*$'
+)
+LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"')
+ESCAPES_RE = re.compile(r'\\(.)')
+
+SKIP, KEEP, REDUCE, LOOSE, EXTRA = range(5)
+
+
+def unescape(value):
+    if "\\" not in value:
+        return value
+    return ESCAPES_RE.sub(lambda m: "\n" if m.group(1) == "n" else m.group(1), value)
+
+
+def parse_labels(text):
+    return [(k, unescape(v)) for k, v in LABEL_RE.findall(text)] if text else []
+
+
+class FamilyPlan:
+    """What the reader needs to know about one wanted family."""
+
+    __slots__ = ("family", "kind", "reduce", "data")
+
+    def __init__(self, family, kind, reduce=None, data=None):
+        self.family = family
+        self.kind = kind  # "gauge", "counter" or "histogram"
+        self.reduce = frozenset(reduce) if reduce is not None else None
+        self.data = data  # anything the caller wants back with each sample
+
+
+def sample_names(family, kind):
+    """Every name a family's lines or HELP/TYPE comments can carry."""
+    if kind == "histogram":
+        return [family, family + "_bucket", family + "_sum", family + "_count"]
+    if kind == "counter":
+        if family.endswith("_total"):
+            return [family, family[: -len("_total")]]
+        return [family, family + "_total"]
+    return [family]
+
+
+class ReadStats:
+    __slots__ = ("lines", "kept", "malformed", "duplicates", "first_malformed", "reduced_in", "recognised")
+
+    def __init__(self):
+        self.lines = 0
+        self.kept = 0
+        self.malformed = 0
+        self.duplicates = 0
+        self.first_malformed = None
+        self.reduced_in = 0
+        # Comments and valid kept samples: none at all in a non-empty body means it was not an
+        # exposition (an HTML page, JSON, ...).
+        self.recognised = 0
+
+
+class ExpositionReader:
+    def __init__(self, plans, on_sample, extra_match=None):
+        self.lookup = {}
+        for plan in plans:
+            for name in sample_names(plan.family, plan.kind):
+                self.lookup[name] = plan
+        self.on_sample = on_sample
+        self.extra_match = extra_match
+        self._reset()
+
+    def _reset(self):
+        self.stats = ReadStats()
+        self.extra_lines = []
+        self.mode = LOOSE
+        self._base_line = 0
+        self.plan = None
+        self.block = None  # (compiled regex, kept label names) of the current reduced block
+        self.seen = set()
+        self.positional = {}  # (plan, sample name, kept label names) -> {values: sum}
+        self.loose_sums = {}  # (plan, sample name, ((label, value), ...)) -> sum
+
+    # -- input --------------------------------------------------------------------------------
+    def read(self, chunks):
+        """Consume an iterable of text chunks (any split), then flush the reduced families."""
+        self._reset()
+        carry = ""
+        for chunk in chunks:
+            if not chunk:
+                continue
+            if carry:
+                chunk = carry + chunk
+            cut = chunk.rfind("\n") + 1
+            if cut == 0:
+                carry = chunk
+                continue
+            self._process(chunk, cut)
+            carry = chunk[cut:]
+        if carry:
+            self._process(carry + "\n", len(carry) + 1)
+        self._flush_reduced()
+        return self.stats
+
+    # -- blocks ---------------------------------------------------------------------------------
+    def _process(self, text, n):
+        stats = self.stats
+        self._base_line = stats.lines  # lines before this chunk, for error messages
+        stats.lines += text.count("\n", 0, n)
+        find = text.find
+        pos = 0
+        while pos < n:
+            char = text[pos]
+            if char == "#":
+                end = find("\n", pos)
+                self._comment(text[pos:end])
+                pos = end + 1
+            elif char == "\n" or char == "\r":
+                pos += 1
+            elif self.mode == SKIP:
+                nxt = find("\n#", pos, n)
+                pos = n if nxt == -1 else nxt + 1
+            elif self.mode == REDUCE:
+                nxt = find("\n#", pos, n)
+                end = n if nxt == -1 else nxt + 1
+                self._reduce_block(text, pos, end)
+                pos = end
+            else:
+                end = find("\n", pos)
+                self._line(text, pos, end)
+                pos = end + 1
+
+    def _comment(self, line):
+        self.stats.recognised += 1
+        parts = line.split(None, 3)
+        if len(parts) < 3 or parts[1] not in ("TYPE", "HELP"):
+            return
+        name = parts[2]
+        plan = self.lookup.get(name)
+        if plan is None:
+            if self.extra_match is not None and self.extra_match(name):
+                self.mode, self.plan = EXTRA, None
+                self.extra_lines.append(line)
+            else:
+                self.mode, self.plan = SKIP, None
+            return
+        if plan is not self.plan or self.mode not in (KEEP, REDUCE):
+            self.block = None
+        self.plan = plan
+        self.mode = REDUCE if plan.reduce is not None else KEEP
+
+    def _reduce_block(self, text, pos, end):
+        """Sum a run of lines of a reduced family, by the values of its bounded labels."""
+        if text.find("\\", pos, end) != -1:
+            self._lines(text, pos, end)
+            return
+        if self.block is None:
+            self.block = self._block_pattern(text[pos : text.find("\n", pos)])
+            if self.block is None:
+                self._lines(text, pos, end)
+                return
+        pattern, sample_name, names = self.block
+        matches = pattern.findall(text, pos, end)
+        count = text.count("\n", pos, end)
+        if len(matches) != count:
+            # Not every line has the first line's shape: read this run line by line.
+            self._lines(text, pos, end)
+            return
+        stats = self.stats
+        stats.kept += count
+        stats.recognised += count
+        stats.reduced_in += count
+        sums = self.positional.setdefault((self.plan, sample_name, names), {})
+        get = sums.get
+        if not names:
+            sums[()] = get((), 0.0) + sum(map(float, matches))
+            return
+        for match in matches:
+            key = match[:-1]
+            sums[key] = get(key, 0.0) + float(match[-1])
+
+    def _block_pattern(self, first_line):
+        match = SAMPLE_RE.match(first_line)
+        if match is None:
+            return None
+        sample_name = match.group(1)
+        allowed = self.plan.reduce
+        parts, names = [], []
+        for label, _ in LABEL_RE.findall(match.group(2) or ""):
+            if label in allowed:
+                parts.append(f'{label}="([^"\\n]*)"')
+                names.append(label)
+            else:
+                parts.append(f'{label}="[^"\\n]*"')
+        labels = r"\{" + ",".join(parts) + r",?\}" if parts else r"(?:\{\})?"
+        pattern = re.compile(f"^{re.escape(sample_name)}{labels} ([^ \\n]+)$", re.M)
+        return pattern, sample_name, tuple(names)
+
+    def _lines(self, text, pos, end):
+        while pos < end:
+            stop = text.find("\n", pos, end)
+            if stop == -1:
+                stop = end
+            if stop > pos:
+                self._line(text, pos, stop)
+            pos = stop + 1
+
+    # -- lines ----------------------------------------------------------------------------------
+    def _line(self, text, pos, end):
+        line = text[pos:end]
+        brace = line.find("{")
+        space = line.find(" ")
+        cut = brace if brace != -1 and (space == -1 or brace < space) else space
+        name = line[:cut] if cut != -1 else line
+        plan = self.lookup.get(name)
+        if plan is None:
+            if self.mode == EXTRA or (self.extra_match is not None and self.extra_match(name)):
+                self.extra_lines.append(line)
+            return
+        stats = self.stats
+        match = SAMPLE_RE.match(line.strip())
+        if match is None:
+            value = None
+        else:
+            try:
+                value = float(match.group(3))
+            except ValueError:
+                value = None
+        if value is None:
+            stats.malformed += 1
+            if stats.first_malformed is None:
+                stats.first_malformed = (self._base_line + text.count("\n", 0, pos) + 1, line[:120])
+            return
+        stats.recognised += 1
+        labels = match.group(2) or ""
+        key = name + "{" + labels
+        if key in self.seen:
+            stats.duplicates += 1
+            return
+        self.seen.add(key)
+        stats.kept += 1
+        if plan.reduce is None:
+            self.on_sample(plan, name, parse_labels(labels), value)
+            return
+        stats.reduced_in += 1
+        kept = tuple(sorted((k, v) for k, v in parse_labels(labels) if k in plan.reduce))
+        sum_key = (plan, name, kept)
+        self.loose_sums[sum_key] = self.loose_sums.get(sum_key, 0.0) + value
+
+    def _flush_reduced(self):
+        totals = self.loose_sums
+        for (plan, name, names), sums in self.positional.items():
+            for values, value in sums.items():
+                key = (plan, name, tuple(sorted(zip(names, values))))
+                totals[key] = totals.get(key, 0.0) + value
+        for (plan, name, pairs), value in totals.items():
+            if value == value:  # NaN anywhere in a group poisons only that group
+                self.on_sample(plan, name, list(pairs), value)
