@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -174,23 +175,52 @@ class ScrapeError(Exception):
     pass
 
 
-def parse_samples(text: str, labels) -> List[Sample]:
-    """Samples of one exposition, with the logical labels added. Raises ScrapeError on a
-    payload that is not Prometheus text."""
-    from prometheus_client.parser import text_string_to_metric_families
+_SAMPLE_RE = re.compile(
+    r'^([a-zA-Z_:][a-zA-Z0-9_:]*)'
+    r'(?:\{((?:\s*[a-zA-Z_][a-zA-Z0-9_]*\s*=\s*"(?:[^"\\]|\\.)*"\s*,?)*)\s*\})?'
+    r'\s+(\S+)(?:\s+-?\d+)?\s*$'
+)
+_LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"')
+_UNESCAPE = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
 
+
+def _unescape(value):
+    if "\\" not in value:
+        return value
+    return re.sub(r'\\[\\"n]', lambda m: _UNESCAPE[m.group(0)], value)
+
+
+def parse_samples(text: str, labels) -> List[Sample]:
+    """Samples of a Prometheus text exposition, names exactly as exposed, with the logical
+    labels added. Malformed lines are skipped; a payload with no valid sample, or mostly
+    malformed lines, raises ScrapeError."""
     out = []
-    try:
-        for family in text_string_to_metric_families(text):
-            for s in family.samples:
-                merged = dict(s.labels)
-                merged.update(labels)
-                out.append(Sample(s.name, merged, float(s.value)))
-    except Exception as exc:  # the parser raises ValueError, TypeError, IndexError on garbage
-        first = str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__
-        raise ScrapeError(f"not Prometheus text ({first})") from None
+    bad = 0
+    first_bad = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        m = _SAMPLE_RE.match(line)
+        value = None
+        if m:
+            try:
+                value = float(m.group(3))
+            except ValueError:
+                value = None
+        if value is None:
+            bad += 1
+            first_bad = first_bad or line[:60]
+            continue
+        merged = {k: _unescape(v) for k, v in _LABEL_RE.findall(m.group(2) or "")}
+        merged.update(labels)
+        out.append(Sample(m.group(1), merged, value))
     if not out:
+        if bad:
+            raise ScrapeError(f"not Prometheus text (first line: {first_bad!r})")
         raise ScrapeError("no metrics in the response")
+    if bad > len(out):
+        raise ScrapeError(f"mostly not Prometheus text ({bad} malformed lines, first: {first_bad!r})")
     return out
 
 

@@ -416,12 +416,15 @@ class Cluster:
             g(("gauge", "cilium_operator_ipam_ips", (("type", kind),), value))
         alloc = k("ipam.alloc_ops", t)
         creations, creation_fail = k("ipam.interface_creations", t), k("ipam.interface_failures", t)
+        # ENI creation fails where the subnet has run out of addresses.
+        avail = [k(f"subnet.available.{i}", t) for i in range(len(K.SUBNETS))]
+        starved = [i for i, a in enumerate(avail) if a < 500] or [0]
         for i, (subnet, zone) in enumerate(K.SUBNETS):
             s = (("subnet_id", subnet),)
             g(("counter", "cilium_operator_ipam_ip_allocation_ops", s, alloc / len(K.SUBNETS)))
             g(("counter", "cilium_operator_ipam_ip_release_ops", s, alloc * 0.9 / len(K.SUBNETS)))
             g(("counter", "cilium_operator_ipam_interface_creation_ops", (("status", "success"),) + s, creations / len(K.SUBNETS)))
-            g(("lazy", "cilium_operator_ipam_interface_creation_ops", (("status", "unable to create ENI"),) + s, creation_fail / len(K.SUBNETS)))
+            g(("lazy", "cilium_operator_ipam_interface_creation_ops", (("status", "unable to create ENI"),) + s, creation_fail / len(starved) if i in starved else 0.0))
             g(("gauge", "cilium_operator_ipam_available_ips_per_subnet", (("availability_zone", zone),) + s, round(k(f"subnet.available.{i}", t))))
             _hist_rates(out, "cilium_operator_ipam_allocation_duration_seconds", (("status", "success"), ("subnet_id", subnet), ("type", "ip")), alloc / len(K.SUBNETS), k("ipam.alloc_p99", t), IPAM_BUCKETS)
         g(("gauge", "cilium_operator_ipam_interface_candidates", (), 3 * len(self.nodes)))
