@@ -65,8 +65,28 @@ _env.filters["yaml_str"] = lambda v: json.dumps(v, ensure_ascii=False)
 def format_value(unit: str, value: float) -> str:
     """Python twin of the Go template used in annotations (see `value_template`)."""
     if unit == "ratio":
-        return "%.4g%%" % (value * 100)
-    return "%.3g%s" % (value, UNIT_SUFFIX.get(unit, ""))
+        return "%.4g%%" % (value * 100)  # humanizePercentage
+    if unit == "count":
+        return humanize(value)
+    return "%.4g%s" % (value, UNIT_SUFFIX.get(unit, ""))
+
+
+def humanize(v: float) -> str:
+    """Prometheus' `humanize` template function (SI prefixes, 4 significant digits)."""
+    if v == 0 or v != v or v in (float("inf"), float("-inf")):
+        return "%.4g" % v
+    prefix = ""
+    if abs(v) >= 1:
+        for p in ("k", "M", "G", "T", "P", "E", "Z", "Y"):
+            if abs(v) < 1000:
+                break
+            prefix, v = p, v / 1000
+    else:
+        for p in ("m", "u", "n", "p", "f", "a", "z", "y"):
+            if abs(v) >= 1:
+                break
+            prefix, v = p, v * 1000
+    return "%.4g%s" % (v, prefix)
 
 
 UNIT_SUFFIX = {"seconds": "s", "per_second": "/s", "factor": "x"}
@@ -75,7 +95,9 @@ UNIT_SUFFIX = {"seconds": "s", "per_second": "/s", "factor": "x"}
 def value_template(unit: str) -> str:
     if unit == "ratio":
         return "{{ $value | humanizePercentage }}"
-    return '{{ printf "%.3g" $value }}' + UNIT_SUFFIX.get(unit, "")
+    if unit == "count":
+        return "{{ $value | humanize }}"
+    return '{{ printf "%.4g" $value }}' + UNIT_SUFFIX.get(unit, "")
 
 
 def comparison_text(signal: Signal) -> str:

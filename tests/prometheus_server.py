@@ -1,0 +1,181 @@
+"""A real Prometheus for tests: started on 127.0.0.1, on a free port, in a temp folder.
+
+    from tests.prometheus_server import PrometheusServer, require_prometheus
+
+    require_prometheus()                       # pytest.skip with a clear reason if absent
+    config = {"scrape_configs": [{"job_name": "cilium-agent",
+                                  "static_configs": [{"targets": ["127.0.0.1:9962"]}]}]}
+    with PrometheusServer(config, rule_files=["assets/prometheus/cilium-day2.rules.yml"],
+                          interval="1s") as prom:
+        prom.url                               # http://127.0.0.1:<port>
+        prom.query("up")                       # the `data` of /api/v1/query (raises on error)
+        prom.wait_for(lambda: prom.alerts(), timeout=30)
+        prom.alerts()                          # active alerts (list of dicts)
+        prom.rules()                           # rule groups with health and last errors
+
+`config` is the prometheus.yml content as a dict; `global.scrape_interval` and
+`global.evaluation_interval` default to `interval`. The process is stopped (terminate, then
+kill) and its folder removed on exit.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+import yaml
+
+PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
+PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
+
+
+def have(binary: str) -> bool:
+    return Path(binary).exists()
+
+
+def require_prometheus():
+    import pytest
+
+    if not have(PROMETHEUS):
+        pytest.skip("needs the `prometheus` binary (Debian package `prometheus`): not installed")
+
+
+def require_promtool():
+    import pytest
+
+    if not have(PROMTOOL):
+        pytest.skip("needs the `promtool` binary (Debian package `prometheus`): not installed")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PrometheusError(RuntimeError):
+    pass
+
+
+class PrometheusServer:
+    def __init__(self, config: Optional[dict] = None, rule_files: Iterable = (), interval: str = "1s",
+                 startup_timeout: float = 30.0, extra_args: Iterable[str] = ()):
+        self.config = dict(config or {})
+        self.rule_files = [str(Path(p).resolve()) for p in rule_files]
+        self.interval = interval
+        self.startup_timeout = startup_timeout
+        self.extra_args = list(extra_args)
+        self.port = None
+        self.url = None
+        self._proc = None
+        self._dir = None
+
+    def __enter__(self) -> "PrometheusServer":
+        self._dir = Path(tempfile.mkdtemp(prefix="cilium-day2-prom-"))
+        config = dict(self.config)
+        glob = dict(config.get("global") or {})
+        glob.setdefault("scrape_interval", self.interval)
+        glob.setdefault("evaluation_interval", self.interval)
+        config["global"] = glob
+        if self.rule_files:
+            config["rule_files"] = list(config.get("rule_files") or []) + self.rule_files
+        config.setdefault("scrape_configs", [])
+        (self._dir / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log = open(self._dir / "prometheus.log", "wb")
+        self._proc = subprocess.Popen(
+            [PROMETHEUS, f"--config.file={self._dir / 'prometheus.yml'}",
+             f"--storage.tsdb.path={self._dir / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
+             "--web.enable-lifecycle", *self.extra_args],
+            stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        try:
+            self._wait_ready()
+        except Exception:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _wait_ready(self):
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise PrometheusError(f"prometheus exited with {self._proc.returncode}:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as resp:
+                    if resp.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.2)
+        raise PrometheusError(f"prometheus not ready after {self.startup_timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        try:
+            return (self._dir / "prometheus.log").read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def __exit__(self, *exc):
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(timeout=5)
+        if getattr(self, "_log", None):
+            self._log.close()
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+        return False
+
+    # -- API ------------------------------------------------------------------------------------
+    def api(self, path: str, **params):
+        url = f"{self.url}/api/v1/{path}"
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        try:
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                body = json.load(resp)
+        except urllib.error.HTTPError as err:
+            body = json.load(err)
+        if body.get("status") != "success":
+            raise PrometheusError(f"{path} {params}: {body.get('errorType')}: {body.get('error')}")
+        return body["data"]
+
+    def query(self, expr: str, time_: Optional[float] = None):
+        params = {"query": expr}
+        if time_ is not None:
+            params["time"] = str(time_)
+        return self.api("query", **params)
+
+    def alerts(self):
+        return self.api("alerts")["alerts"]
+
+    def rules(self):
+        return self.api("rules")["groups"]
+
+    def targets(self):
+        return self.api("targets")["activeTargets"]
+
+    def wait_for(self, condition: Callable[[], object], timeout: float = 30.0, every: float = 0.5):
+        """Poll `condition` until it returns something truthy (returned) or time runs out."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = condition()
+            if result:
+                return result
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"condition not met within {timeout}s")
+            time.sleep(every)
