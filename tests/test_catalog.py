@@ -1,0 +1,201 @@
+"""The signal catalog, the overrides file and the query model's Python evaluator."""
+
+import math
+
+import pytest
+import yaml
+
+from cilium_day2.catalog import load_base_catalog, load_catalog, parse_duration
+from cilium_day2.errors import UserError
+from cilium_day2.overrides import load_values
+from cilium_day2.query import Sample, Snapshot, evaluate, histogram_quantile, parse_root
+
+CONTRACT_IDS = {
+    "datapath": ["bpf_map_pressure", "bpf_map_ops_failing", "datapath_capacity_drops", "conntrack_gc_incomplete",
+                 "conntrack_gc_outlier", "ipcache_errors"],
+    "identity": ["identity_cluster_usage", "identity_node_local_usage", "identity_churn", "identity_gc_failing",
+                 "identity_gc_slow"],
+    "kvstore": ["kvstore_latency_p99", "kvstore_error_ratio", "kvstore_quorum_errors", "kvstore_qps",
+                "kvstore_events_queue_p99", "kvstore_sync_errors", "kvstore_initial_sync_incomplete"],
+    "cloud_ipam": ["cloud_api_error_ratio", "cloud_api_request_rate", "cloud_api_rate_limiter_wait_p99",
+                   "cloud_api_latency_p99", "ipam_pods_waiting", "ipam_subnet_exhaustion",
+                   "ipam_interface_creation_failures", "ipam_allocation_p99"],
+    "control_plane": ["controllers_failing", "agent_restarts", "operator_restarts", "agent_down", "unreachable_nodes",
+                      "endpoints_unhealthy", "policy_change_failing", "policy_implementation_delay_p99",
+                      "api_limiter_endpoint_create", "k8s_client_errors", "version_skew"],
+    "hubble": ["hubble_lost_events", "hubble_flows_stalled"],
+}
+
+
+def test_contract_signal_ids_exist_in_their_areas():
+    catalog = load_catalog()
+    for area, ids in CONTRACT_IDS.items():
+        for sid in ids:
+            assert catalog.signal(sid).area == area
+
+
+def test_every_signal_is_complete_and_keeps_the_cluster():
+    for s in load_catalog().signals:
+        assert s.title and s.meaning and s.runbook and s.defaults_reason, s.id
+        assert "cluster" in s.group_by
+        assert s.window > 0
+        assert s.thresholds(), s.id
+        assert s.component in ("agent", "operator", "hubble")
+
+
+def test_kvstore_qps_is_off_by_default_and_everything_else_on():
+    catalog = load_catalog()
+    assert [s.id for s in catalog.signals if not s.enabled] == ["kvstore_qps"]
+
+
+def test_only_silence_signals_notify_on_no_data():
+    alerting = {s.id for s in load_catalog().signals if s.no_data == "alert"}
+    assert alerting == {"agent_down", "operator_down", "hubble_flows_stalled", "hubble_metrics_down"}
+
+
+def test_map_pressure_treats_absence_as_low():
+    assert load_catalog().signal("bpf_map_pressure").no_data == "ok"
+
+
+@pytest.mark.parametrize("text,seconds", [("30s", 30), ("5m", 300), ("1h30m", 5400), (90, 90), ("0s", 0)])
+def test_durations(text, seconds):
+    assert parse_duration(text, "x") == seconds
+
+
+# --- overrides ------------------------------------------------------------------------------------
+
+
+def test_overrides_change_thresholds_windows_names_and_enablement(tmp_path):
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({
+        "settings": {"cluster_label": "k8s_cluster", "cluster_tag": "cluster_name"},
+        "signals": {"bpf_map_pressure": {"warning": 0.7, "critical": 0.9, "for": "15m", "window": "10m"},
+                    "kvstore_qps": {"enabled": True, "warning": 300, "critical": 500},
+                    "version_skew": {"enabled": False},
+                    "conntrack_gc_outlier": {"min_baseline": 5000}},
+        "lint": {"anything": "belongs to lint-config"},
+    }))
+    catalog = load_catalog(str(values))
+    pressure = catalog.signal("bpf_map_pressure")
+    assert (pressure.warning, pressure.critical, pressure.hold, pressure.window) == (0.7, 0.9, 900, 600)
+    assert catalog.signal("kvstore_qps").enabled and not catalog.signal("version_skew").enabled
+    assert catalog.signal("conntrack_gc_outlier").query.expr.min_baseline == 5000
+    assert catalog.settings.cluster_label == "k8s_cluster" and catalog.settings.cluster_tag == "cluster_name"
+    assert load_base_catalog().signal("bpf_map_pressure").warning == 0.8  # defaults untouched
+
+
+@pytest.mark.parametrize("values,words", [
+    ({"signals": {"bpf_map_presure": {}}}, ["signals.bpf_map_presure", "unknown signal id", "bpf_map_pressure"]),
+    ({"signals": {"bpf_map_pressure": {"warn": 1}}}, ["signals.bpf_map_pressure.warn", "valid keys", "warning"]),
+    ({"signals": {"bpf_map_pressure": {"warning": "high"}}}, ["signals.bpf_map_pressure.warning", "number"]),
+    ({"signals": {"bpf_map_pressure": {"warning": 0.99}}}, ["bpf_map_pressure", "warning", "above critical"]),
+    ({"signals": {"ipam_subnet_exhaustion": {"warning": 10}}}, ["ipam_subnet_exhaustion", "below critical"]),
+    ({"signals": {"bpf_map_pressure": {"for": "soon"}}}, ["signals.bpf_map_pressure.for", "duration"]),
+    ({"signals": {"bpf_map_pressure": {"enabled": "yes"}}}, ["signals.bpf_map_pressure.enabled", "true or false"]),
+    ({"settings": {"cluster_lable": "x"}}, ["settings.cluster_lable", "unknown setting", "cluster_label"]),
+    ({"settings": {"cloud_apis": ["gcp"]}}, ["settings.cloud_apis", "gcp", "ec2"]),
+    ({"signalz": {}}, ["signalz", "valid keys", "signals"]),
+    ({"signals": {"bpf_map_pressure": {"warning": None, "critical": None}}}, ["at least one"]),
+])
+def test_bad_values_are_one_line_errors_naming_the_key(values, words):
+    with pytest.raises(UserError) as err:
+        load_catalog(values)
+    message = str(err.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message, message
+
+
+def test_values_file_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("signals: [unclosed\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_values(str(bad), load_base_catalog())
+    with pytest.raises(UserError, match="cannot read"):
+        load_values(str(tmp_path / "missing.yaml"), load_base_catalog())
+
+
+# --- the evaluator doctor uses ---------------------------------------------------------------------
+
+
+def snaps(*points):
+    """points: (t, [(name, labels, value), ...])"""
+    return [Snapshot(t, [Sample(n, l, v) for n, l, v in samples]) for t, samples in points]
+
+
+def test_rate_and_ratio_from_two_scrapes():
+    root = parse_root({"fn": "ratio",
+                       "num": {"fn": "rate", "metric": "x_total", "match": {"outcome": "fail"}},
+                       "den": {"fn": "rate", "metric": "x_total"}})
+    a = {"cluster": "c", "node": "n", "outcome": "fail"}
+    b = {"cluster": "c", "node": "n", "outcome": "success"}
+    data = snaps((0, [("x_total", a, 10), ("x_total", b, 100)]), (30, [("x_total", a, 40), ("x_total", b, 190)]))
+    assert evaluate(root, data, ["cluster", "node"], 300) == {(("cluster", "c"), ("node", "n")): 0.25}
+
+
+def test_counter_reset_counts_as_restart_from_zero():
+    root = parse_root({"fn": "increase", "metric": "x_total"})
+    data = snaps((0, [("x_total", {"cluster": "c"}, 100)]), (60, [("x_total", {"cluster": "c"}, 30)]))
+    assert evaluate(root, data, ["cluster"], 60) == {(("cluster", "c"),): 30}
+
+
+def test_map_pressure_absence_means_no_group_not_zero():
+    root = parse_root({"fn": "value", "metric": "cilium_bpf_map_pressure", "agg": "max"})
+    assert evaluate(root, snaps((0, [])), ["cluster"], 300) == {}
+
+
+def test_quantile_matches_prometheus_interpolation():
+    assert histogram_quantile(0.5, [(1, 5), (2, 10), (math.inf, 10)]) == 1.0
+    assert histogram_quantile(0.99, [(0.1, 1), (1, 2), (10, 10), (math.inf, 10)]) == pytest.approx(9.8875)
+    assert histogram_quantile(0.99, [(1, 0), (math.inf, 0)]) is None
+    assert histogram_quantile(0.99, [(1, 1), (math.inf, 10)]) == 1  # falls in +Inf: last finite bound
+
+
+def test_outlier_against_the_cluster_median_with_floor():
+    root = parse_root({"fn": "outlier", "min_baseline": 100,
+                       "of": {"fn": "value", "metric": "d", "agg": "sum"}})
+    samples = [("d", {"cluster": "c", "node": f"n{i}"}, v) for i, v in enumerate([1000, 200, 300, 250])]
+    out = evaluate(root, snaps((0, samples)), ["cluster", "node"], 60)
+    assert out[(("cluster", "c"), ("node", "n0"))] == pytest.approx(1000 / 275)
+    idle = [("d", {"cluster": "c", "node": f"n{i}"}, v) for i, v in enumerate([50, 1, 2])]
+    assert max(evaluate(root, snaps((0, idle)), ["cluster", "node"], 60).values()) == 0.5
+
+
+def test_distinct_changes_and_up():
+    versions = parse_root({"fn": "distinct", "metric": "cilium_version", "label": "version"})
+    data = snaps((0, [("cilium_version", {"cluster": "c", "version": "1.18"}, 1),
+                      ("cilium_version", {"cluster": "c", "version": "1.17"}, 1)]))
+    assert evaluate(versions, data, ["cluster"], 60) == {(("cluster", "c"),): 2}
+    restarts = parse_root({"fn": "changes", "metric": "start"})
+    data = snaps(*[(t, [("start", {"cluster": "c"}, v)]) for t, v in [(0, 1), (60, 1), (120, 2), (180, 3)]])
+    assert evaluate(restarts, data, ["cluster"], 3600) == {(("cluster", "c"),): 2}
+    guarded = parse_root({"fn": "increase", "metric": "flows_total", "only_if_up": "agent"})
+    data = snaps((0, [("flows_total", {"cluster": "c", "node": "a"}, 5), ("flows_total", {"cluster": "c", "node": "b"}, 5),
+                      ("up", {"cluster": "c", "node": "a", "target": "agent"}, 1),
+                      ("up", {"cluster": "c", "node": "b", "target": "agent"}, 0)]),
+                 (60, [("flows_total", {"cluster": "c", "node": "a"}, 5), ("flows_total", {"cluster": "c", "node": "b"}, 5),
+                       ("up", {"cluster": "c", "node": "a", "target": "agent"}, 1),
+                       ("up", {"cluster": "c", "node": "b", "target": "agent"}, 0)]))
+    assert evaluate(guarded, data, ["cluster", "node"], 60) == {(("cluster", "c"), ("node", "a")): 0}
+
+
+def test_cloud_placeholder_unions_the_configured_cloud_apis():
+    root = parse_root({"fn": "rate", "metric": "cilium_operator_{cloud}_api_duration_seconds_count"})
+    data = snaps((0, [("cilium_operator_azure_api_duration_seconds_count", {"cluster": "c"}, 0)]),
+                 (10, [("cilium_operator_azure_api_duration_seconds_count", {"cluster": "c"}, 50)]))
+    assert evaluate(root, data, ["cluster"], 60) == {(("cluster", "c"),): 5}
+    assert evaluate(root, data, ["cluster"], 60, cloud_apis=["ec2"]) == {}
+
+
+@pytest.mark.parametrize("query,words", [
+    ({"fn": "median", "metric": "x"}, ["fn", "median", "value"]),
+    ({"fn": "value", "metric": "x", "agg": "p50"}, ["agg", "p50"]),
+    ({"fn": "rate", "metric": "x", "match": {"a": {"regex": "b"}}}, ["match.a"]),
+    ({"fn": "quantile", "metric": "x", "q": 99}, ["q"]),
+    ({"fn": "rate", "metric": "x", "window": "5m"}, ["unknown key", "window"]),
+])
+def test_bad_queries_are_rejected(query, words):
+    with pytest.raises(UserError) as err:
+        parse_root(query)
+    for word in words:
+        assert word in str(err.value)
