@@ -348,13 +348,16 @@ def format_culprit(finding, cluster_label="cluster"):
     return text + (f" (+{extra} more)" if extra > 0 else "")
 
 
-def hint(runbook):
-    """The runbook's first sentence."""
-    text = runbook.strip()
+def hint(runbook, min_chars=60):
+    """The runbook's opening: its first sentence, and the next ones while that is short."""
+    text = " ".join(runbook.split())
+    end = 0
     for i, ch in enumerate(text):
         if ch == "." and (i + 1 == len(text) or text[i + 1] == " ") and not text[max(0, i - 3):i].endswith(("e.g", "i.e")):
-            return text[: i + 1]
-    return text
+            end = i + 1
+            if end >= min_chars:
+                break
+    return text[:end] if end else text
 
 
 def render_table(findings, statuses, header, show_all=False):

@@ -137,8 +137,10 @@ def test_parse_samples_keeps_names_exact():
         parse_samples("{not: json}", {})
 
 
-def test_hint_is_the_first_sentence():
-    assert hint("Check the map, e.g. ct4_global. Then resize it.") == "Check the map, e.g. ct4_global."
+def test_hint_is_the_runbook_opening():
+    assert hint("Check the map, e.g. ct4_global. Then resize it.") == "Check the map, e.g. ct4_global. Then resize it."
+    long_first = "Look at the map and its pressure on every node of the cluster first. Then resize it."
+    assert hint(long_first) == "Look at the map and its pressure on every node of the cluster first."
 
 
 def test_demo_json_and_exit_code(capsys):
