@@ -96,7 +96,8 @@ def test_manifest_points_at_files_that_exist():
     for path in [integration["configuration"]["spec"], integration["service_checks"]["metadata_path"],
                  *manifest["assets"]["dashboards"].values(), *manifest["assets"]["monitors"].values()]:
         assert (ROOT / path).is_file(), path
-    monitors_dir = ROOT / "assets" / "monitors"
-    if monitors_dir.is_dir():
-        listed = {Path(p).name for p in manifest["assets"]["monitors"].values()}
-        assert listed == {p.name for p in monitors_dir.glob("*.json")}
+    result = subprocess.run([sys.executable, "scripts/sync_manifest.py", "--check"], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    listed = {Path(p).name for p in manifest["assets"]["monitors"].values()}
+    assert listed == {p.name for p in (ROOT / "assets" / "monitors").glob("*.json")}
