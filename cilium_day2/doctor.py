@@ -471,9 +471,7 @@ def _missing_families(catalog, sampler):
     seen = {}
     for snap in sampler.snapshots:
         for s in snap.samples:
-            key = (s.labels.get("node"), s.labels.get("target")) if s.name == "up" else None
-            del key
-            seen.setdefault((s.labels.get("node", "operator")), set()).add(s.name)
+            seen.setdefault(s.labels.get("node", "operator"), set()).add(s.name)
     for status in sampler.status.values():
         if not status.ok_samples:
             continue

@@ -23,23 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
-from .query import (
-    Changes,
-    Delta,
-    Distinct,
-    Evaluator,
-    Increase,
-    Outlier,
-    Quantile,
-    Rate,
-    Ratio,
-    Snapshot,
-    Up,
-    Value,
-    breaches,
-    iter_nodes,
-    iter_selectors,
-)
+__all__ = ["OK", "WARNING", "CRITICAL", "NO_DATA", "Finding", "Group", "Snapshot", "evaluate_catalog", "overall"]
+
+from .query import Changes, Delta, Evaluator, Increase, Quantile, Rate, Snapshot, Up, breaches, iter_nodes, iter_selectors
 
 OK = "OK"
 WARNING = "WARNING"
@@ -104,11 +90,8 @@ def _present(family, seen_names):
 
 
 def _counter_only(expr):
-    """Rates and increases of counters (absent = no events yet), including ratios whose
-    numerator is one."""
-    if isinstance(expr, (Rate, Increase)):
-        return True
-    return False
+    """Rates and increases of counters: an absent family means no event yet."""
+    return isinstance(expr, (Rate, Increase))
 
 
 class SignalEvaluator:
@@ -201,23 +184,3 @@ def overall(findings) -> str:
         if f.status in (WARNING, CRITICAL) and STATUS_ORDER[f.status] > STATUS_ORDER[worst]:
             worst = f.status
     return worst
-
-
-# Re-exported for callers that build snapshots.
-__all__ = [
-    "OK",
-    "WARNING",
-    "CRITICAL",
-    "NO_DATA",
-    "Finding",
-    "Group",
-    "SignalEvaluator",
-    "Snapshot",
-    "evaluate_catalog",
-    "overall",
-    "severity_of",
-    "Value",
-    "Ratio",
-    "Outlier",
-    "Distinct",
-]

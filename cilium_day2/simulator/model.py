@@ -370,7 +370,6 @@ class Cluster:
         g = out.append
         # Identity GC. `identity_gc_runs` is a gauge that only grows: runs happen on the
         # simulated clock, one per interval.
-        interval = max(k("identity_gc.interval", t), 1.0)
         runs = self._profiles["identity_gc.interval"]
         total_runs = math.floor(_integral_of_inverse(runs, t))
         fail_ratio = self._profiles["identity_gc.fail_ratio"]
@@ -383,7 +382,6 @@ class Cluster:
         if fails > 0:
             g(("gauge", "cilium_operator_identity_gc_runs", (("identity_type", "kvstore"), ("outcome", "fail")), fails))
         g(("gauge", "cilium_operator_identity_gc_latency", (("identity_type", "kvstore"), ("outcome", "success")), round(k("identity_gc.latency", t), 3)))
-        del interval
         # Cloud API (EC2). Throttled calls come back as HTTP 503 (RequestLimitExceeded).
         rate = k("cloud_api.rate", t)
         err = min(max(k("cloud_api.error_ratio", t), 0.0), 1.0)
@@ -433,7 +431,7 @@ class Cluster:
         return out
 
     # --- advancing and rendering ----------------------------------------------------------
-    def _advance(self, counters, series_fn, t, restarts):
+    def _advance(self, counters, series_fn, t):
         """Integrate counter rates from the last time seen to t (Simpson's rule between knob
         breakpoints, exact for the ramps used here)."""
         if counters.t is None:
@@ -459,7 +457,6 @@ class Cluster:
             for key, value in acc.items():
                 counters.values[key] = counters.values.get(key, 0.0) + value * weight
         counters.t = t
-        del restarts
 
     def render(self, component, index=None, t=None):
         """The exposition text of one endpoint at simulated time t (default: now)."""
@@ -471,7 +468,7 @@ class Cluster:
                     self.operator_counters.reset()
                     self.operator_counters.t = self._last_operator_start(t)
                 self.operator_restarts_seen = n
-                self._advance(self.operator_counters, self.operator_series, t, None)
+                self._advance(self.operator_counters, self.operator_series, t)
                 series = self.operator_series(t)
                 values = dict(self.operator_counters.values)
             start = self._last_operator_start(t)
@@ -487,7 +484,7 @@ class Cluster:
             def both(tt):
                 return node.agent_series(tt) + node.hubble_series(tt)
 
-            self._advance(node.counters, both, t, None)
+            self._advance(node.counters, both, t)
             series = node.agent_series(t) if component == AGENT else node.hubble_series(t)
             values = dict(node.counters.values)
         if component == HUBBLE:
