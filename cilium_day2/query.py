@@ -34,7 +34,8 @@ Functions (the `fn:` key)
 Selectors
 ---------
 ``metric`` is a Prometheus family name as Cilium exposes it (histogram `_count` series may be
-named directly). ``{cloud}`` in a name stands for each configured cloud API (`ec2`, `azure`,
+named directly). ``also`` lists families that carry the same signal in other Cilium versions
+(read together: PromQL `or`, summed by evaluate(); Datadog queries `metric`, the newest). ``{cloud}`` in a name stands for each configured cloud API (`ec2`, `azure`,
 `alibabacloud`). ``match`` maps a label to a value, or to ``{in: [...]}`` / ``{not_in: [...]}``.
 A value may contain ``*`` wildcards. Missing labels match as the empty string, like PromQL.
 
@@ -82,12 +83,18 @@ class Match:
 class Selector:
     metric: str
     match: Tuple[Match, ...] = ()
+    # Families that carry the same signal in other Cilium versions, newest first after `metric`.
+    also: Tuple[str, ...] = ()
 
     def families(self, cloud_apis: Sequence[str] = CLOUD_APIS) -> List[str]:
-        """The concrete family names this selector reads."""
-        if CLOUD_PLACEHOLDER in self.metric:
-            return [self.metric.replace(CLOUD_PLACEHOLDER, api) for api in cloud_apis]
-        return [self.metric]
+        """The concrete family names this selector reads (the first is the one Datadog queries)."""
+        out = []
+        for metric in (self.metric,) + self.also:
+            if CLOUD_PLACEHOLDER in metric:
+                out.extend(metric.replace(CLOUD_PLACEHOLDER, api) for api in cloud_apis)
+            else:
+                out.append(metric)
+        return out
 
     def accepts(self, labels: Mapping[str, str]) -> bool:
         return all(m.accepts(str(labels.get(m.label, ""))) for m in self.match)
@@ -248,10 +255,13 @@ def _selector(where, data) -> Selector:
     metric = data.get("metric")
     if not isinstance(metric, str) or not metric:
         raise QueryError(f"{where}: `metric` must be a metric family name")
-    return Selector(metric, parse_matchers(where, data.get("match")))
+    also = data.get("also") or []
+    if not isinstance(also, list) or not all(isinstance(m, str) and m for m in also):
+        raise QueryError(f"{where}.also: expected a list of metric family names (the same signal in other versions)")
+    return Selector(metric, parse_matchers(where, data.get("match")), tuple(also))
 
 
-_SELECTOR_KEYS = {"fn", "metric", "match"}
+_SELECTOR_KEYS = {"fn", "metric", "match", "also"}
 
 
 def parse_query(data, where="query") -> Query:

@@ -108,21 +108,23 @@ def build_tests(catalog: Catalog, rules_file: str, scenarios: dict) -> dict:
     for signal in catalog.enabled():
         scenario = scenarios[signal.id]
         at = eval_time(signal, scenario)
-        fire = scenario["fire"]
-        alerts, values = expected_alerts(signal, catalog, fire["series"], at)
-        culprits = sorted(tuple(sorted(c.items())) for c in fire["culprits"])
-        firing = sorted({tuple(sorted((k, v) for k, v in a["exp_labels"].items()
-                                      if k not in ("severity", "area", "signal"))) for a in alerts})
-        if firing != culprits:
-            raise AssertionError(f"{signal.id}: the Python evaluator finds {firing} alerting, scenario says {culprits}"
-                                 f" (values {values})")
-        tests = [{"eval_time": f"{at // 60}m", "alertname": signal.alert_name, "exp_alerts": alerts}]
-        if signal.hold >= 2 * STEP:
-            # Not yet: the condition cannot have held for `for:` one step before it elapses.
-            tests.insert(0, {"eval_time": format_duration(signal.hold - STEP), "alertname": signal.alert_name,
-                             "exp_alerts": []})
-        groups.append({"name": f"{signal.id}: failure", "interval": "1m",
-                       "input_series": input_series(fire["series"]), "alert_rule_test": tests})
+        fire_cases = [("failure", scenario["fire"])]
+        fire_cases += [(f"failure, {name}", case) for name, case in (scenario.get("also_fire") or {}).items()]
+        for case_name, fire in fire_cases:
+            alerts, values = expected_alerts(signal, catalog, fire["series"], at)
+            culprits = sorted(tuple(sorted(c.items())) for c in fire["culprits"])
+            firing = sorted({tuple(sorted((k, v) for k, v in a["exp_labels"].items()
+                                          if k not in ("severity", "area", "signal"))) for a in alerts})
+            if firing != culprits:
+                raise AssertionError(f"{signal.id} / {case_name}: the Python evaluator finds {firing} alerting, "
+                                     f"scenario says {culprits} (values {values})")
+            tests = [{"eval_time": f"{at // 60}m", "alertname": signal.alert_name, "exp_alerts": alerts}]
+            if signal.hold >= 2 * STEP:
+                # Not yet: the condition cannot have held for `for:` one step before it elapses.
+                tests.insert(0, {"eval_time": format_duration(signal.hold - STEP), "alertname": signal.alert_name,
+                                 "exp_alerts": []})
+            groups.append({"name": f"{signal.id}: {case_name}", "interval": "1m",
+                           "input_series": input_series(fire["series"]), "alert_rule_test": tests})
         silent_cases = [("healthy twin", scenario["healthy"]["series"])]
         silent_cases += list((scenario.get("false_positives") or {}).items())
         for name, series in silent_cases:
