@@ -199,3 +199,12 @@ def test_bad_queries_are_rejected(query, words):
         parse_root(query)
     for word in words:
         assert word in str(err.value)
+
+
+def test_also_families_are_read_together_and_validated():
+    from cilium_day2.query import QueryError, parse_query
+
+    query = parse_query({"fn": "increase", "metric": "new_family_count", "also": ["old_family"]})
+    assert query.selector.families() == ["new_family_count", "old_family"]
+    with pytest.raises(QueryError, match=r"query\.also"):
+        parse_query({"fn": "increase", "metric": "new_family_count", "also": "old_family"})
