@@ -18,6 +18,7 @@ the kept series. The reader calls `on_sample(plan, sample_name, label_pairs, val
 with a sample (submit, type handling) is the caller's business.
 """
 
+import operator
 import re
 
 # name{labels} value [timestamp]
@@ -30,6 +31,7 @@ LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"')
 ESCAPES_RE = re.compile(r'\\(.)')
 
 SKIP, KEEP, REDUCE, LOOSE, EXTRA = range(5)
+_ALL_BUT_LAST = operator.itemgetter(slice(None, -1))
 
 
 def unescape(value):
@@ -81,7 +83,11 @@ class ReadStats:
 
 
 class ExpositionReader:
-    def __init__(self, plans, on_sample, extra_match=None):
+    def __init__(self, plans, on_sample, extra_match=None, on_rows=None):
+        """`on_rows(plan, sample_name, label_names, rows)`, if given, receives whole blocks of a
+        kept gauge or counter family at once: `rows` are tuples of label values with the sample
+        value text last, all with the same `label_names`."""
+        self.on_rows = on_rows
         self.lookup = {}
         for plan in plans:
             for name in sample_names(plan.family, plan.kind):
@@ -98,6 +104,7 @@ class ExpositionReader:
         self.plan = None
         self.block = None  # (compiled regex, kept label names) of the current reduced block
         self.seen = set()
+        self.seen_rows = {}
         self.positional = {}  # (plan, sample name, kept label names) -> {values: sum}
         self.loose_sums = {}  # (plan, sample name, ((label, value), ...)) -> sum
 
@@ -140,10 +147,13 @@ class ExpositionReader:
             elif self.mode == SKIP:
                 nxt = find("\n#", pos, n)
                 pos = n if nxt == -1 else nxt + 1
-            elif self.mode == REDUCE:
+            elif self.mode == REDUCE or (self.mode == KEEP and self.on_rows is not None and self.plan.kind != "histogram"):
                 nxt = find("\n#", pos, n)
                 end = n if nxt == -1 else nxt + 1
-                self._reduce_block(text, pos, end)
+                if self.mode == REDUCE:
+                    self._reduce_block(text, pos, end)
+                else:
+                    self._keep_block(text, pos, end)
                 pos = end
             else:
                 end = find("\n", pos)
@@ -175,7 +185,7 @@ class ExpositionReader:
             self._lines(text, pos, end)
             return
         if self.block is None:
-            self.block = self._block_pattern(text[pos : text.find("\n", pos)])
+            self.block = self._block_pattern(text[pos : text.find("\n", pos)], self.plan.reduce)
             if self.block is None:
                 self._lines(text, pos, end)
                 return
@@ -199,15 +209,52 @@ class ExpositionReader:
             key = match[:-1]
             sums[key] = get(key, 0.0) + float(match[-1])
 
-    def _block_pattern(self, first_line):
+    def _keep_block(self, text, pos, end):
+        """Hand a run of lines of a kept gauge or counter family to `on_rows` in one piece."""
+        if text.find("\\", pos, end) != -1:
+            self._lines(text, pos, end)
+            return
+        if self.block is None:
+            self.block = self._block_pattern(text[pos : text.find("\n", pos)], None)
+            if self.block is None:
+                self._lines(text, pos, end)
+                return
+        pattern, sample_name, names = self.block
+        rows = pattern.findall(text, pos, end)
+        count = text.count("\n", pos, end)
+        if len(rows) != count or not names:
+            self._lines(text, pos, end)
+            return
+        seen = self.seen_rows.setdefault((self.plan, sample_name, names), set())
+        keys = set(map(_ALL_BUT_LAST, rows))
+        if len(keys) == count and seen.isdisjoint(keys):
+            seen |= keys
+        else:
+            # A repeated series: keep the first of each, as the line path does.
+            kept = []
+            for row in rows:
+                key = row[:-1]
+                if key in seen:
+                    self.stats.duplicates += 1
+                    continue
+                seen.add(key)
+                kept.append(row)
+            rows = kept
+        stats = self.stats
+        stats.kept += len(rows)
+        stats.recognised += count
+        self.on_rows(self.plan, sample_name, names, rows)
+
+    def _block_pattern(self, first_line, allowed):
+        """A regex for lines shaped like `first_line`, capturing the values of the `allowed`
+        labels (all labels when None) and the sample value."""
         match = SAMPLE_RE.match(first_line)
         if match is None:
             return None
         sample_name = match.group(1)
-        allowed = self.plan.reduce
         parts, names = [], []
         for label, _ in LABEL_RE.findall(match.group(2) or ""):
-            if label in allowed:
+            if allowed is None or label in allowed:
                 parts.append(f'{label}="([^"\\n]*)"')
                 names.append(label)
             else:

@@ -48,7 +48,9 @@ class CiliumScraper(OpenMetricsScraper):
             kind = metrics.metric_type(family)
             data = (dd_name, kind == metrics.HISTOGRAM and family in metrics.DISTRIBUTIONS)
             plans.append(FamilyPlan(family, kind, reduce_labels.get(family), data))
-        self.reader = ExpositionReader(plans, self._on_sample, extra_match=_extra_matcher(config.get("extra_metrics")))
+        self.reader = ExpositionReader(
+            plans, self._on_sample, extra_match=_extra_matcher(config.get("extra_metrics")), on_rows=self._on_rows
+        )
         self._buckets = {}
 
     def _excluded(self, family):
@@ -111,6 +113,40 @@ class CiliumScraper(OpenMetricsScraper):
             self.check.gauge(dd_name, 1, tags=self._tags(pairs))
         else:
             self.check.gauge(dd_name, value, tags=self._tags(pairs))
+
+    def _on_rows(self, plan, name, label_names, rows):
+        """A block of gauge or counter samples sharing `label_names` (values last in each row)."""
+        if plan.family == "cilium_version":
+            for row in rows:
+                self._on_sample(plan, name, list(zip(label_names, row)), float(row[-1]))
+            return
+        dd_name = plan.data[0]
+        rename, exclude = self.rename_labels, self.exclude_labels
+        keep = [i for i, label in enumerate(label_names) if label not in exclude]
+        prefixes = [f"{rename.get(label_names[i], label_names[i])}:" for i in keep]
+        static = list(self.tags)
+        if plan.kind == "counter":
+            submit, dd_name, extra = self.check.monotonic_count, dd_name + ".count", {"flush_first_value": self._flush}
+        else:
+            submit, extra = self.check.gauge, {}
+        whole = len(keep) == len(label_names)
+        for row in rows:
+            try:
+                value = float(row[-1])
+            except ValueError:
+                stats = self.reader.stats
+                stats.malformed += 1
+                if stats.first_malformed is None:
+                    stats.first_malformed = (None, f"{name} value {row[-1][:40]!r}")
+                continue
+            if value != value or value in (INF, -INF):
+                continue
+            if whole:
+                tags = [p + v for p, v in zip(prefixes, row)]
+            else:
+                tags = [p + row[i] for p, i in zip(prefixes, keep)]
+            tags += static
+            submit(dd_name, value, tags=tags, **extra)
 
     def _add_bucket(self, dd_name, pairs, value):
         upper = None
@@ -188,9 +224,10 @@ class CiliumScraper(OpenMetricsScraper):
         stats = self.reader.stats
         if stats.malformed:
             line_no, text = stats.first_malformed
+            where = f"first at line {line_no}" if line_no else "first"
             message = (
                 f"{self.component} endpoint {self.display_url}: skipped {stats.malformed} malformed line(s), "
-                f"first at line {line_no}: {text!r}"
+                f"{where}: {text!r}"
             )
             self.service_check(self.SERVICE_CHECK_HEALTH, ServiceCheck.WARNING, tags=self.static_tags, message=message)
             return message

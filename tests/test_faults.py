@@ -180,3 +180,13 @@ def test_configuration_errors_name_the_option(instance, message, dd_run_check):
     with pytest.raises(Exception, match=re.escape(message)) as info:
         dd_run_check(make_check(instance), extract_message=True)
     assert "Traceback" not in str(info.value)
+
+
+def test_non_numeric_value_in_a_well_formed_block_is_reported(metrics_server, aggregator, dd_run_check):
+    text = "# TYPE cilium_operator_ipam_needed_ips gauge\n" + "".join(
+        f'cilium_operator_ipam_needed_ips{{target_node="node-{i}"}} {"oops" if i == 3 else i}\n' for i in range(6)
+    )
+    dd_run_check(make_check({"operator_endpoint": metrics_server.serve("/m", text)}))
+    assert len(aggregator.metrics("cilium_day2.operator.ipam.needed_ips")) == 5
+    (sc,) = aggregator.service_checks("cilium_day2.operator.openmetrics.health")
+    assert sc.status == AgentCheck.WARNING and "1 malformed" in sc.message and "oops" in sc.message
