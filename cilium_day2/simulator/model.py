@@ -11,7 +11,7 @@ that develops over an hour plays out in a minute. The simulation is a time-lapse
 over *simulated* seconds) follows the simulated clock. A reader on the wall clock therefore sees
 counters move `speed` times faster: `doctor --demo` divides its sampling interval's rates by the
 speed, and the end-to-end tests shrink windows and holds by the speed and multiply per-second
-thresholds by it (see `docs/simulate-doctor.md`).
+thresholds by it (see the README, "Simulator and doctor").
 """
 
 import hashlib

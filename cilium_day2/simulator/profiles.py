@@ -119,7 +119,7 @@ def profile_from_spec(spec, baseline, what):
     if isinstance(spec, (int, float)) and not isinstance(spec, bool):
         return Profile.constant(spec)
     if not isinstance(spec, dict):
-        raise UserError(f"{what}: {spec!r} is not a number or a mapping; see docs/simulate-doctor.md")
+        raise UserError(f"{what}: {spec!r} is not a number or a mapping; see the README section on `cilium-day2 simulate`")
     keys = set(spec)
     try:
         if "points" in spec:
