@@ -142,29 +142,6 @@ HUBBLE_METRICS = {
 # Families that are not counters. Everything else in the maps above is a counter. The types are
 # declared rather than read from the exposition because captures in the wild mistype some
 # gauges as counters, and because `cilium_operator_identity_gc_runs` is a gauge despite its name.
-HISTOGRAMS = {
-    "cilium_datapath_conntrack_gc_duration_seconds",
-    "cilium_kvstore_operations_duration_seconds",
-    "cilium_kvstore_events_queue_seconds",
-    "cilium_endpoint_regeneration_time_stats_seconds",
-    "cilium_policy_implementation_delay",
-    "cilium_k8s_client_api_latency_time_seconds",
-    "cilium_agent_api_process_time_seconds",
-    "cilium_operator_ec2_api_duration_seconds",
-    "cilium_operator_ec2_api_rate_limit_duration_seconds",
-    "cilium_operator_azure_api_duration_seconds",
-    "cilium_operator_azure_api_rate_limit_duration_seconds",
-    "cilium_operator_alibabacloud_api_duration_seconds",
-    "cilium_operator_alibabacloud_api_rate_limit_duration_seconds",
-    "cilium_operator_ipam_allocation_duration_seconds",
-    "cilium_operator_ipam_release_duration_seconds",
-    "cilium_operator_ipam_deficit_resolver_duration_seconds",
-    "cilium_operator_ipam_deficit_resolver_latency_seconds",
-    "cilium_operator_ipam_k8s_sync_duration_seconds",
-    "cilium_operator_ipam_k8s_sync_latency_seconds",
-    "cilium_operator_ipam_resync_duration_seconds",
-    "cilium_operator_ipam_resync_latency_seconds",
-}
 
 # Histograms whose buckets are sent as a distribution, for the p99s the monitors alert on. The
 # others (per API path or per trigger, with many label sets) send only `.sum` and `.count`: their
@@ -183,6 +160,18 @@ DISTRIBUTIONS = {
     "cilium_operator_alibabacloud_api_rate_limit_duration_seconds",
     "cilium_operator_ipam_allocation_duration_seconds",
     "cilium_operator_ipam_release_duration_seconds",
+}
+
+# The other histograms: `.sum` and `.count` only.
+HISTOGRAMS = DISTRIBUTIONS | {
+    "cilium_k8s_client_api_latency_time_seconds",
+    "cilium_agent_api_process_time_seconds",
+    "cilium_operator_ipam_deficit_resolver_duration_seconds",
+    "cilium_operator_ipam_deficit_resolver_latency_seconds",
+    "cilium_operator_ipam_k8s_sync_duration_seconds",
+    "cilium_operator_ipam_k8s_sync_latency_seconds",
+    "cilium_operator_ipam_resync_duration_seconds",
+    "cilium_operator_ipam_resync_latency_seconds",
 }
 
 GAUGES = {

@@ -181,21 +181,11 @@ class ExpositionReader:
 
     def _reduce_block(self, text, pos, end):
         """Sum a run of lines of a reduced family, by the values of its bounded labels."""
-        if text.find("\\", pos, end) != -1:
+        block = self._match_block(text, pos, end, self.plan.reduce)
+        if block is None:
             self._lines(text, pos, end)
             return
-        if self.block is None:
-            self.block = self._block_pattern(text[pos : text.find("\n", pos)], self.plan.reduce)
-            if self.block is None:
-                self._lines(text, pos, end)
-                return
-        pattern, sample_name, names = self.block
-        matches = pattern.findall(text, pos, end)
-        count = text.count("\n", pos, end)
-        if len(matches) != count:
-            # Not every line has the first line's shape: read this run line by line.
-            self._lines(text, pos, end)
-            return
+        sample_name, names, matches, count = block
         stats = self.stats
         stats.kept += count
         stats.recognised += count
@@ -211,20 +201,11 @@ class ExpositionReader:
 
     def _keep_block(self, text, pos, end):
         """Hand a run of lines of a kept gauge or counter family to `on_rows` in one piece."""
-        if text.find("\\", pos, end) != -1:
+        block = self._match_block(text, pos, end, None)
+        if block is None or not block[1]:
             self._lines(text, pos, end)
             return
-        if self.block is None:
-            self.block = self._block_pattern(text[pos : text.find("\n", pos)], None)
-            if self.block is None:
-                self._lines(text, pos, end)
-                return
-        pattern, sample_name, names = self.block
-        rows = pattern.findall(text, pos, end)
-        count = text.count("\n", pos, end)
-        if len(rows) != count or not names:
-            self._lines(text, pos, end)
-            return
+        sample_name, names, rows, count = block
         seen = self.seen_rows.setdefault((self.plan, sample_name, names), set())
         keys = set(map(_ALL_BUT_LAST, rows))
         if len(keys) == count and seen.isdisjoint(keys):
@@ -244,6 +225,22 @@ class ExpositionReader:
         stats.kept += len(rows)
         stats.recognised += count
         self.on_rows(self.plan, sample_name, names, rows)
+
+    def _match_block(self, text, pos, end, allowed):
+        """(sample name, captured label names, rows, line count) for a run of lines that all have
+        the block's shape, or None when the run must be read line by line."""
+        if text.find("\\", pos, end) != -1:
+            return None
+        if self.block is None:
+            self.block = self._block_pattern(text[pos : text.find("\n", pos)], allowed)
+            if self.block is None:
+                return None
+        pattern, sample_name, names = self.block
+        rows = pattern.findall(text, pos, end)
+        count = text.count("\n", pos, end)
+        if len(rows) != count:
+            return None
+        return sample_name, names, rows, count
 
     def _block_pattern(self, first_line, allowed):
         """A regex for lines shaped like `first_line`, capturing the values of the `allowed`
