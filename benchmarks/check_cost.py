@@ -220,6 +220,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="fewer sizes, one measured run each")
     parser.add_argument("--runs", type=int, default=3, help="measured runs per cell (default 3)")
     parser.add_argument("--json", action="store_true", help="print results as JSON instead of a table")
+    parser.add_argument("--only", metavar="TEXT", help="only the payloads whose name contains TEXT (e.g. 'operator')")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--urls", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -229,6 +230,10 @@ def main(argv=None):
         return 0
 
     sizes = QUICK_SIZES if args.quick else FULL_SIZES
+    if args.only:
+        sizes = [size for size in FULL_SIZES if args.only in size[0]]
+        if not sizes:
+            parser.error(f"--only {args.only!r} matches no payload; names: {', '.join(s[0] for s in FULL_SIZES)}")
     runs = 1 if args.quick else args.runs
     results = []
     print(f"# cilium_day2 check cost: python {sys.version.split()[0]}, {os.cpu_count()} cores, {runs} measured run(s) per cell",
