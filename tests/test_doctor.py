@@ -146,7 +146,8 @@ def test_hint_is_the_runbook_opening():
 def test_demo_json_and_exit_code(capsys):
     code = cli.main(["doctor", "--demo", "controllers-failing", "--format", "json"])
     out = json.loads(capsys.readouterr().out)
-    assert code == 1 and out["exit_code"] == 1 and out["status"] == WARNING
+    # The demo ran (exit 0); the gate's verdict for these endpoints is in the report.
+    assert code == 0 and out["exit_code"] == 1 and out["status"] == WARNING
     by_id = {s["id"]: s for s in out["signals"]}
     assert by_id["controllers_failing"]["status"] == WARNING
     assert by_id["controllers_failing"]["culprit"]["node"] == "ip-10-0-32-14.ec2.internal"
@@ -157,9 +158,9 @@ def test_demo_json_and_exit_code(capsys):
 def test_demo_table(capsys):
     code = cli.main(["doctor", "--demo", "map-pressure", "--samples", "2", "--interval", "1s"])
     out = capsys.readouterr().out
-    assert code == 2
+    assert code == 0
     assert "SIGNAL" in out and "bpf_map_pressure" in out and "CRITICAL" in out and "What to do:" in out
-    assert "Result: CRITICAL" in out
+    assert "Result: CRITICAL" in out and "would exit with status 2" in out
 
 
 @pytest.mark.parametrize(
