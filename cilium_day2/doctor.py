@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +28,7 @@ from typing import Callable, List, Optional
 from .errors import UserError
 from .evaluate import CRITICAL, NO_DATA, OK, WARNING, evaluate_catalog, overall
 from .query import Sample, Snapshot
+from .reader import SAMPLE_RE, parse_labels
 
 EXIT = {OK: 0, WARNING: 1, CRITICAL: 2}
 EXIT_UNEVALUATED = 3
@@ -175,21 +175,6 @@ class ScrapeError(Exception):
     pass
 
 
-_SAMPLE_RE = re.compile(
-    r'^([a-zA-Z_:][a-zA-Z0-9_:]*)'
-    r'(?:\{((?:\s*[a-zA-Z_][a-zA-Z0-9_]*\s*=\s*"(?:[^"\\]|\\.)*"\s*,?)*)\s*\})?'
-    r'\s+(\S+)(?:\s+-?\d+)?\s*$'
-)
-_LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"')
-_UNESCAPE = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
-
-
-def _unescape(value):
-    if "\\" not in value:
-        return value
-    return re.sub(r'\\[\\"n]', lambda m: _UNESCAPE[m.group(0)], value)
-
-
 def parse_samples(text: str, labels) -> List[Sample]:
     """Samples of a Prometheus text exposition, names exactly as exposed, with the logical
     labels added. Malformed lines are skipped; a payload with no valid sample, or mostly
@@ -201,7 +186,7 @@ def parse_samples(text: str, labels) -> List[Sample]:
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        m = _SAMPLE_RE.match(line)
+        m = SAMPLE_RE.match(line)
         value = None
         if m:
             try:
@@ -212,7 +197,7 @@ def parse_samples(text: str, labels) -> List[Sample]:
             bad += 1
             first_bad = first_bad or line[:60]
             continue
-        merged = {k: _unescape(v) for k, v in _LABEL_RE.findall(m.group(2) or "")}
+        merged = dict(parse_labels(m.group(2) or ""))
         merged.update(labels)
         out.append(Sample(m.group(1), merged, value))
     if not out:

@@ -3,7 +3,6 @@
 import json
 import re
 import subprocess
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,6 @@ import yaml
 from cilium_day2 import render
 from cilium_day2.catalog import load_catalog
 from cilium_day2.metrics import COMPONENT_MAPS, HISTOGRAMS
-from cilium_day2.query import iter_selectors
 
 from .prometheus_server import PROMTOOL, PrometheusServer, require_prometheus, require_promtool
 from .promtool.generate import build_tests, load_scenarios

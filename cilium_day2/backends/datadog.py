@@ -12,7 +12,7 @@ and instant values must hold for the whole `for` (`min(last_<for>)` above a thre
 from __future__ import annotations
 
 import re
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 from ..catalog import Settings, Signal
 from ..metrics import COMPONENT_MAPS, HISTOGRAM, RENAME_LABELS, metric_type
