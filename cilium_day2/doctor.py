@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, List, Optional
 
+from .config import safe_url
 from .errors import UserError
 from .evaluate import CRITICAL, NO_DATA, OK, WARNING, evaluate_catalog, overall
 from .query import Sample, Snapshot
@@ -48,6 +49,11 @@ class Endpoint:
     name: str  # node name for agents and Hubble, "operator" for the operator
     url: str
     fetch: Optional[Callable[[float], str]] = None  # Kubernetes proxy; None: plain HTTP GET
+
+    @property
+    def shown(self) -> str:
+        """The URL for people: credentials and query strings removed."""
+        return self.url if self.url.startswith("k8s://") else safe_url(self.url)
 
 
 @dataclass
@@ -89,9 +95,9 @@ def _named(value, component):
     else:
         name, url = None, value
     if not url.startswith(("http://", "https://")):
-        raise UserError(f"--{component} {value!r}: not an http(s) URL; write e.g. http://10.0.1.7:9962/metrics")
+        raise UserError(f"--{component} {safe_url(url)!r}: not an http(s) URL; write e.g. http://10.0.1.7:9962/metrics")
     if name is None:
-        host = url.split("://", 1)[1].split("/", 1)[0]
+        host = safe_url(url).split("://", 1)[1].split("/", 1)[0]
         name = host if component != "operator" else "operator"
     return Endpoint(component, name, url)
 
@@ -372,7 +378,7 @@ def render_table(findings, statuses, header, show_all=False):
     if problems:
         lines += ["", "Endpoints with problems:"]
         for s in problems:
-            lines.append(f"  {s.endpoint.component} {s.endpoint.name} ({s.endpoint.url}): {s.error}"
+            lines.append(f"  {s.endpoint.component} {s.endpoint.name} ({s.endpoint.shown}): {s.error}"
                          + (f" (answered {s.ok_samples} of the samples)" if s.ok_samples else ""))
     gaps = [s for s in statuses if s.missing and not s.error]
     if gaps:
@@ -416,7 +422,7 @@ def findings_json(findings, statuses, meta, exit_code, reason=""):
             {
                 "component": s.endpoint.component,
                 "name": s.endpoint.name,
-                "url": s.endpoint.url,
+                "url": s.endpoint.shown,
                 "samples_ok": s.ok_samples,
                 "error": s.error or None,
                 "missing_families": list(s.missing),
@@ -481,7 +487,7 @@ def diagnose(catalog, endpoints, cluster, samples, interval, timeout=10.0, time_
     statuses = list(sampler.status.values())
     state = sampler.component_state()
     if not any(v == "" for v in state.values()):
-        reasons = "; ".join(f"{s.endpoint.url}: {s.error}" for s in statuses[:3])
+        reasons = "; ".join(f"{s.endpoint.shown}: {s.error}" for s in statuses[:3])
         return [], statuses, EXIT_UNEVALUATED, f"no endpoint answered with metrics ({reasons})"
     findings = evaluate_catalog(catalog, sampler.snapshots, state)
     if all(f.status == NO_DATA for f in findings):

@@ -87,3 +87,13 @@ def test_without_the_package_the_error_says_what_to_install(monkeypatch, capsys)
     code = cli.main(["doctor", "--kubernetes"])
     err = capsys.readouterr().err
     assert code == 2 and "pip install kubernetes" in err
+
+
+def test_credentials_in_urls_never_reach_the_output(capsys):
+    code = cli.main(["doctor", "--agent", "http://admin:hunter2@127.0.0.1:1/metrics?token=abc123", "--samples", "1",
+                     "--format", "json"])
+    captured = capsys.readouterr()
+    assert code == 3
+    for secret in ("hunter2", "abc123", "admin:"):
+        assert secret not in captured.out and secret not in captured.err
+    assert json.loads(captured.out)["endpoints"][0]["url"] == "http://127.0.0.1:1/metrics"
