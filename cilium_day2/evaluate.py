@@ -11,7 +11,8 @@ Where the two cannot be the same, the difference is deliberate and documented:
 * Windowed functions (`rate`, `increase`, `delta`, `changes`, `quantile`) see only the sampled
   span. `increase` and `delta` are extrapolated from it to the signal's window, as PromQL
   extrapolates; `changes` counts what the samples saw (sample over the whole window to count
-  restarts).
+  restarts). When the sampling interval is longer than a window, they use the last two
+  samples (the query evaluator's rule, `cilium_day2.query.Evaluator`).
 * A signal whose families no endpoint exposes is NO DATA (the feature is off, or the endpoint is
   missing), except rates and increases of counters: Cilium creates a labelled counter on its
   first increment, so an absent error counter on a scraped endpoint means "none yet", as it does
@@ -106,14 +107,6 @@ class SignalEvaluator:
         self.cloud_apis = tuple(catalog.settings.cloud_apis)
         self.seen = {s.name for snap in self.snapshots for s in snap.samples}
 
-    def _evaluator(self, window):
-        ev = Evaluator(self.snapshots, window, self.cloud_apis)
-        if len(ev.snapshots) < 2 <= len(self.snapshots):
-            # The sampling interval is longer than the window: use the last two samples, the
-            # shortest span there is (a Prometheus rate over a window needs two points too).
-            ev.snapshots = self.snapshots[-2:]
-        return ev
-
     def evaluate(self, signal) -> Finding:
         comp_problem = self.components.get(signal.component)
         if comp_problem is None:
@@ -126,7 +119,7 @@ class SignalEvaluator:
             return Finding(signal, NO_DATA, reason="needs at least 2 samples (--samples 2)")
         families = _families(signal, self.cloud_apis)
         missing = sorted(f for f in families if not _present(f, self.seen))
-        ev = self._evaluator(signal.window)
+        ev = Evaluator(self.snapshots, signal.window, self.cloud_apis)
         by = list(signal.group_by)
         result = ev.evaluate(expr, by)
         if signal.query.only_if_up:

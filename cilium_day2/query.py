@@ -380,6 +380,15 @@ class Evaluator:
     Rates use the first and last snapshot inside the window (counter resets count as a restart
     from zero); `increase`/`delta` scale that rate to the full window as PromQL extrapolates.
     With a single snapshot only instant functions (`value`, `distinct`, `up`) have a result.
+
+    Which snapshots a function reads:
+
+    * Instant functions (`value`, `distinct`, `up`) read the latest snapshot; `value` with
+      `over_time` reads the snapshots inside the window.
+    * Functions of successive samples (`rate`, `increase`, `delta`, `changes`, and `quantile`,
+      which rates its buckets) read the snapshots inside the window, and at least the last two
+      when fewer fall inside it: a sampling interval longer than the window still gives a rate,
+      over the shortest span there is (a PromQL rate needs two points too).
     """
 
     def __init__(self, snapshots: Sequence[Snapshot], window: float, cloud_apis: Sequence[str] = CLOUD_APIS):
@@ -387,7 +396,9 @@ class Evaluator:
         if not ordered:
             raise ValueError("at least one snapshot is needed")
         last = ordered[-1].timestamp
-        self.snapshots = [s for s in ordered if s.timestamp >= last - window] or ordered[-1:]
+        # Always holds the latest snapshot (its timestamp is `last`).
+        self.snapshots = [s for s in ordered if s.timestamp >= last - window]
+        self.rate_snapshots = self.snapshots if len(self.snapshots) >= 2 else ordered[-2:]
         self.window = window
         self.cloud_apis = tuple(cloud_apis)
 
@@ -398,9 +409,11 @@ class Evaluator:
     def _names(self, selector: Selector, suffix: str = "") -> List[str]:
         return [f + suffix for f in selector.families(self.cloud_apis)]
 
-    def _series_over_window(self, selector: Selector, names: Sequence[str]):
+    def _series_over_window(self, selector: Selector, names: Sequence[str], successive: bool = True):
+        """Points of each selected series. successive: for functions of successive samples
+        (at least the last two snapshots); otherwise only the snapshots inside the window."""
         series = defaultdict(list)
-        for snap in self.snapshots:
+        for snap in self.rate_snapshots if successive else self.snapshots:
             for sample in _select(snap, selector, names):
                 series[_series_id(sample)].append((snap.timestamp, sample.value, sample.labels))
         return series
@@ -424,7 +437,7 @@ class Evaluator:
         if isinstance(node, Value):
             names = self._names(node.selector)
             if node.over_time:
-                for points in self._series_over_window(node.selector, names).values():
+                for points in self._series_over_window(node.selector, names, successive=False).values():
                     vals = [v for _, v, _ in points]
                     reduced = _aggregate(vals, node.over_time)
                     groups[_key(points[-1][2], by)].append(reduced)

@@ -179,6 +179,40 @@ def test_distinct_changes_and_up():
     assert evaluate(guarded, data, ["cluster", "node"], 60) == {(("cluster", "c"), ("node", "a")): 0}
 
 
+def test_windowed_functions_fall_back_to_the_last_two_samples():
+    """Sampling every 10 minutes against 5-minute windows: one sample falls inside each window.
+    Rates, increases, deltas and quantiles still answer, from the last two samples; with enough
+    samples inside the window only those count; instant and over_time values read the window."""
+    by = ["cluster"]
+    key = (("cluster", "c"),)
+    bucket = "lat_seconds_bucket"
+    data = snaps(
+        (0, [("c_total", {"cluster": "c"}, 0), ("g", {"cluster": "c"}, 10),
+             (bucket, {"cluster": "c", "le": "1"}, 0), (bucket, {"cluster": "c", "le": "+Inf"}, 0)]),
+        (600, [("c_total", {"cluster": "c"}, 100), ("g", {"cluster": "c"}, 40),
+               (bucket, {"cluster": "c", "le": "1"}, 50), (bucket, {"cluster": "c", "le": "+Inf"}, 100)]),
+        (1200, [("c_total", {"cluster": "c"}, 1300), ("g", {"cluster": "c"}, 70),
+                (bucket, {"cluster": "c", "le": "1"}, 100), (bucket, {"cluster": "c", "le": "+Inf"}, 200)]),
+    )
+    window = 300
+    rate = evaluate(parse_root({"fn": "rate", "metric": "c_total"}), data, by, window)
+    assert rate == {key: pytest.approx(2.0)}  # (1300 - 100) / 600 s: the last two samples only
+    increase = evaluate(parse_root({"fn": "increase", "metric": "c_total"}), data, by, window)
+    assert increase == {key: pytest.approx(600.0)}  # that rate over the 5-minute window
+    delta = evaluate(parse_root({"fn": "delta", "metric": "g"}), data, by, window)
+    assert delta == {key: pytest.approx(15.0)}
+    p50 = evaluate(parse_root({"fn": "quantile", "q": 0.5, "metric": "lat_seconds"}), data, by, window)
+    assert p50 == {key: pytest.approx(1.0)}
+    # Instant and over_time values read the samples inside the window: the latest one here.
+    low = evaluate(parse_root({"fn": "value", "metric": "g", "over_time": "min"}), data, by, window)
+    assert low == {key: 70}
+    # A window holding two samples or more uses only those (no older sample).
+    assert evaluate(parse_root({"fn": "rate", "metric": "c_total"}), data, by, 600) == {key: pytest.approx(2.0)}
+    assert evaluate(parse_root({"fn": "rate", "metric": "c_total"}), data, by, 1200) == {key: pytest.approx(1300 / 1200)}
+    # One sample in all: no rate, as in PromQL.
+    assert evaluate(parse_root({"fn": "rate", "metric": "c_total"}), data[-1:], by, window) == {}
+
+
 def test_cloud_placeholder_unions_the_configured_cloud_apis():
     root = parse_root({"fn": "rate", "metric": "cilium_operator_{cloud}_api_duration_seconds_count"})
     data = snaps((0, [("cilium_operator_azure_api_duration_seconds_count", {"cluster": "c"}, 0)]),

@@ -63,8 +63,11 @@ HUBBLE_LOST_SOURCES = ("perf_event_ring_buffer", "observer_events_queue", "hubbl
 # name: (scope, baseline, varies per node)
 KNOBS = {
     # --- process --------------------------------------------------------------------------
-    "up": (NODE, 1.0, False),  # 0: the agent's metrics port answers 503 (crash-looping pod)
+    # 0: the agent process is gone (pod not running): its agent and Hubble ports do not answer.
+    "up": (NODE, 1.0, False),
     "restarts_per_hour": (NODE, 0.0, False),
+    # 0: no operator replica runs: the operator's port does not answer.
+    "operator_up": (CLUSTER, 1.0, False),
     "operator_restarts_per_hour": (CLUSTER, 0.0, False),
     # --- BPF maps -------------------------------------------------------------------------
     "map_pressure.ct4_global": (NODE, 0.24, True),
@@ -137,6 +140,7 @@ KNOBS = {
     "policy.delay_p99": (NODE, 0.6, False),
     "api_limiter.endpoint_create": (NODE, 0.05, True),
     "api_limiter.endpoint_create_wait": (NODE, 0.0, False),  # mean wait, seconds
+    "api_limiter.endpoint_create_rejected": (NODE, 0.0, False),  # requests/s the limiter fails
     "k8s_api.calls": (NODE, 3.0, True),
     "k8s_api.error_ratio": (NODE, 0.0, False),
     "errors_warnings": (NODE, 0.003, False),

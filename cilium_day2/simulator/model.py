@@ -201,7 +201,8 @@ class Node:
         ev = k("ipcache_events", t)
         g(("counter", "cilium_ipcache_events_total", (("type", "upsert"),), ev * 0.6))
         g(("counter", "cilium_ipcache_events_total", (("type", "delete"),), ev * 0.4))
-        g(("lazy", "cilium_ipcache_errors_total", (("error", "cannot upsert: ipcache entry owned by kvstore"), ("type", "upsert")), k("ipcache_errors", t)))
+        # Upserts refused because a higher-precedence source owns the entry (Cilium's error label).
+        g(("lazy", "cilium_ipcache_errors_total", (("error", "cannot_overwrite_by_source"), ("type", "upsert")), k("ipcache_errors", t)))
         # KVStore
         ops, err = k("kvstore.ops", t), min(max(k("kvstore.error_ratio", t), 0.0), 1.0)
         p99 = k("kvstore.p99", t)
@@ -252,6 +253,8 @@ class Node:
         ec = k("api_limiter.endpoint_create", t)
         wait = k("api_limiter.endpoint_create_wait", t)
         g(("counter", "cilium_api_limiter_processed_requests_total", (("api_call", "endpoint-create"), ("outcome", "success"), ("return_code", "201")), ec))
+        # Requests the limiter gave up on (wait exceeded): the CNI plugin gets 429 and retries.
+        g(("lazy", "cilium_api_limiter_processed_requests_total", (("api_call", "endpoint-create"), ("outcome", "fail"), ("return_code", "429")), k("api_limiter.endpoint_create_rejected", t)))
         g(("counter", "cilium_api_limiter_processed_requests_total", (("api_call", "endpoint-delete"), ("outcome", "success"), ("return_code", "200")), ec * 0.95))
         for value, factor in (("max", 3.0), ("mean", 1.0), ("min", 0.0)):
             g(("gauge", "cilium_api_limiter_wait_duration_seconds", (("api_call", "endpoint-create"), ("value", value)), round(wait * factor, 4)))
@@ -285,7 +288,9 @@ class Node:
                 # 1.19.x reports ~12 lost events a minute here with no real loss (cilium#46584).
                 rate = 0.2 if self.string("version", t).startswith("1.19.") else 0.0
             g(("lazy", "hubble_lost_events_total", (("source", source),), rate))
-        g(("counter", "hubble_drop_total", (("protocol", "TCP"), ("reason", "POLICY_DENIED")), k("drop.policy_denied", t) * 0.8))
+        # Drop flows come through the same pipeline: when it stalls, they stop too.
+        observed = 1.0 if flows > 0 else 0.0
+        g(("counter", "hubble_drop_total", (("protocol", "TCP"), ("reason", "POLICY_DENIED")), k("drop.policy_denied", t) * 0.8 * observed))
         g(("counter", "hubble_dns_queries_total", (("ips_returned", "0"), ("qtypes", "A"), ("rcode", "")), flows * 0.02))
         g(("counter", "hubble_dns_responses_total", (("ips_returned", "1"), ("qtypes", "A"), ("rcode", "No Error")), flows * 0.019))
         g(("counter", "hubble_tcp_flags_total", (("family", "IPv4"), ("flag", "SYN")), flows * 0.05))
@@ -494,9 +499,11 @@ class Cluster:
         return _render(series, values, AGENT, start_epoch, version=node.string("version", t))
 
     def is_up(self, component, index=None, t=None):
-        if component == OPERATOR:
-            return True
+        """Whether the endpoint's process serves its port. An agent and its Hubble server are
+        one process: they go down together."""
         t = self.clock.now() if t is None else t
+        if component == OPERATOR:
+            return self.knob("operator_up", t) >= 0.5
         return self.nodes[index].knob("up", t) >= 0.5
 
     def _last_operator_start(self, t):

@@ -56,7 +56,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             if not cluster.is_up(component, index):
-                self._send(503, "text/plain; charset=utf-8", "agent not ready\n")
+                # The process is gone: nothing answers. A kept-alive connection opened while it
+                # was up is closed without a response; new connections are refused at accept.
+                self.close_connection = True
                 return
             body = cluster.render(component, index)
         except Exception as exc:  # a bug in the model must not kill the server thread
@@ -79,6 +81,16 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+
+    def verify_request(self, request, client_address):
+        # A simulated process that is down (a crash-looping or unscheduled pod) does not serve
+        # its port: the connection is closed before any byte is read, so Prometheus' `up` is 0
+        # and doctor reports the endpoint as unreachable.
+        cluster, component, index = self.endpoint
+        try:
+            return cluster.is_up(component, index)
+        except Exception:  # pragma: no cover - a model bug must not stop the accept loop
+            return True
 
 
 class Simulation:

@@ -1,5 +1,5 @@
-"""`doctor --kubernetes` with a stand-in for the `kubernetes` package: pods are discovered, read
-through the API server's pod proxy, and evaluated; cluster problems are one-line errors."""
+"""Where doctor reads from: Kubernetes (with a stand-in for the `kubernetes` package: pods are discovered, read
+through the API server's pod proxy, and evaluated; cluster problems are one-line errors) and URLs (credentials never shown)."""
 
 import json
 import sys
