@@ -1,6 +1,7 @@
 """The Agent check over realistic expositions served on 127.0.0.1."""
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from datadog_checks.base import AgentCheck
 from datadog_checks.dev.utils import get_metadata_metrics
@@ -159,3 +160,34 @@ def test_failed_scrape_does_not_flush_first_value_on_recovery(metrics_server, ag
     (stub,) = aggregator.metrics("cilium_day2.drop.count.count")
     # After a gap the previous value may have expired in the Agent: do not count from it.
     assert stub.flush_first_value is False
+
+
+def test_extra_metrics_are_collected_through_the_standard_transformers(metrics_server, aggregator, dd_run_check):
+    url = metrics_server.serve_fixture("/m", "agent_v1_18.txt")
+    instance = {"agent_endpoint": url, "extra_metrics": [{"cilium_endpoint": "endpoint.count_extra"},
+                                                        {"cilium_datapath_errors": {"name": "datapath.errors", "type": "counter"}}]}
+    dd_run_check(make_check(instance))
+    raw = {f.name: f for f in text_string_to_metric_families(fixture_text("agent_v1_18.txt"))}
+    (endpoint_sample,) = raw["cilium_endpoint"].samples
+    aggregator.assert_metric("cilium_day2.endpoint.count_extra", endpoint_sample.value, metric_type=aggregator.GAUGE)
+    assert aggregator.metrics("cilium_day2.datapath.errors.count")
+    # The mapped families are still there.
+    assert aggregator.metrics("cilium_day2.bpf.map_pressure")
+
+
+def test_exclude_metrics_and_label_options(metrics_server, aggregator, dd_run_check):
+    url = metrics_server.serve_fixture("/m", "agent_v1_18.txt")
+    instance = {
+        "agent_endpoint": url,
+        "exclude_metrics": ["cilium_bpf_map_ops_total", "cilium_kvstore_.*"],
+        "rename_labels": {"map_name": "bpf_map"},
+        "exclude_labels": ["scope"],
+    }
+    dd_run_check(make_check(instance))
+    assert not aggregator.metrics("cilium_day2.bpf.map_ops.count")
+    assert not [n for n in aggregator.metric_names if n.startswith("cilium_day2.kvstore.")]
+    pressure = aggregator.metrics("cilium_day2.bpf.map_pressure")
+    assert pressure and all(any(t.startswith("bpf_map:") for t in s.tags) for s in pressure)
+    assert not any(t.startswith("map_name:") for s in pressure for t in s.tags)
+    regen = aggregator.metrics("cilium_day2.endpoint.regeneration_time_stats_seconds.count")
+    assert regen and not any(t.startswith("scope:") for s in regen for t in s.tags)
