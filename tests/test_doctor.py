@@ -179,3 +179,33 @@ def test_bad_input_is_one_line_exit_2(argv, text, capsys):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert text in err and "\n" not in err and "Traceback" not in err
+
+
+def test_sampling_interval_longer_than_the_window_still_gives_rates():
+    """Two samples ten simulated minutes apart against 5-minute windows: rates come from the
+    last two samples (the query evaluator's rule), as they would from a PromQL rate."""
+    findings, _, code, _ = run_scenario("map-pressure", samples=2, interval=1.0)  # 600 s apart at 600x
+    status = {f.id: f for f in findings}
+    assert status["datapath_capacity_drops"].status == WARNING
+    assert status["datapath_capacity_drops"].value == pytest.approx(1.5, rel=0.3)
+    assert code == 2
+
+
+def test_stopped_agent_is_unreachable_and_down():
+    findings, statuses, code, _ = run_scenario("agent-down")
+    node = "ip-10-0-32-13.ec2.internal"
+    bad = {(s.endpoint.component, s.endpoint.name): s.error for s in statuses if s.error}
+    assert set(bad) == {("agent", node), ("hubble", node)}
+    assert all("unreachable" in e for e in bad.values())
+    assert failing(findings) == {"agent_down": CRITICAL, "hubble_metrics_down": CRITICAL}
+    assert {g.labels["node"] for f in findings if f.status == CRITICAL for g in f.groups} == {node}
+    assert code == 2
+
+
+def test_stopped_operator_leaves_operator_signals_without_data():
+    findings, _, code, _ = run_scenario("operator-down")
+    assert failing(findings) == {"operator_down": CRITICAL}
+    status = {f.id: f for f in findings}
+    assert status["cloud_api_error_ratio"].status == NO_DATA
+    assert status["cloud_api_error_ratio"].reason == "no operator endpoint answered with metrics"
+    assert code == 2

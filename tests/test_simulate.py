@@ -21,6 +21,8 @@ SCENARIOS = load_scenarios()
 REQUIRED = {
     "healthy", "map-pressure", "nat-exhaustion", "conntrack-gc-storm", "identity-churn", "kvstore-degraded",
     "eni-throttling", "ipam-exhaustion", "hubble-lost-events", "controllers-failing", "agent-restarts", "stuck-rollout",
+    "ipcache-churn", "policy-rollout-failing", "health-partition", "api-pressure", "kvstore-sync-stuck", "hubble-stalled",
+    "agent-down", "operator-crashloop", "operator-down", "identity-gc-failing", "fqdn-identity-leak", "ec2-api-slow",
 }
 SAMPLE_RE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$')
 
@@ -46,6 +48,13 @@ def test_every_required_scenario_exists_and_documents_its_signals():
         assert set(sc.signals) <= ids, name
         if name != "healthy":
             assert sc.signals, name
+
+
+def test_scenarios_together_trip_every_enabled_signal():
+    from cilium_day2.catalog import load_catalog
+
+    tripped = set().union(*(set(sc.signals) for sc in SCENARIOS.values()))
+    assert {s.id for s in load_catalog().enabled()} - tripped == set()
 
 
 @pytest.mark.parametrize("component", [AGENT, HUBBLE, OPERATOR])
@@ -177,11 +186,35 @@ def test_servers_and_scrape_config():
         assert all("node" not in g["labels"] for g in sim.file_sd() if g["labels"]["component"] == "operator")
 
 
-def test_down_agent_answers_503():
-    cluster = Cluster("c", 2, [("up", 0, (1,))])
-    with Simulation([cluster]) as sim:
-        codes = {t.node: requests.get(t.url, timeout=5).status_code for t in sim.targets if t.component == AGENT}
-    assert sorted(codes.values()) == [200, 503]
+def test_down_processes_stop_answering():
+    """A down agent takes its Hubble server with it (one process); a down operator answers
+    nothing either. Connections are closed unanswered, also on a kept-alive connection."""
+    cluster = Cluster("c", 2, [("up", {"at": 60, "value": 0}, (1,)), ("operator_up", {"at": 60, "value": 0}, None)],
+                      clock=Clock(speed=1, start=0))
+    with Simulation([cluster]) as sim, requests.Session() as session:
+        def answers(t):
+            try:
+                return session.get(t.url, timeout=5).status_code == 200
+            except requests.exceptions.ConnectionError:
+                return False
+
+        assert all(answers(t) for t in sim.targets)  # all up, connections kept alive
+        cluster.clock.start = 120  # jump past the failures
+        up = {(t.component, t.node): answers(t) for t in sim.targets}
+        up_again = {(t.component, t.node): answers(t) for t in sim.targets}  # new connections
+    down = {(AGENT, cluster.nodes[1].name), (HUBBLE, cluster.nodes[1].name), (OPERATOR, None)}
+    assert {k for k, v in up.items() if not v} == down
+    assert {k for k, v in up_again.items() if not v} == down
+
+
+def test_scenario_steps_are_integrated_exactly():
+    """A rate that steps up at 10m counts nothing before it: 0.05/s for 10 s after the step."""
+    cluster = Cluster("c", 1, [("kvstore.quorum_errors", {"at": "10m", "value": 0.5}, None)])
+    cluster.render(AGENT, 0, 0)
+    cluster.render(AGENT, 0, 130)
+    assert "cilium_kvstore_quorum_errors_total" not in cluster.render(AGENT, 0, 590)
+    text = cluster.render(AGENT, 0, 610)
+    assert samples(text)[("cilium_kvstore_quorum_errors_total", '{error="timeout while waiting for quorum"}')] == 5
 
 
 def test_cli_list_and_bad_input(capsys):

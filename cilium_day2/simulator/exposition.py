@@ -13,10 +13,21 @@ def _escape(value):
     return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
+_LABELS = {}
+
+
 def format_labels(labels):
-    if not labels:
-        return ""
-    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels) + "}"
+    """labels: a tuple of (name, value) pairs. Cached: a simulated endpoint writes the same few
+    hundred label sets on every scrape."""
+    try:
+        text = _LABELS.get(labels)
+    except TypeError:  # a list: not cached
+        labels, text = tuple(labels), None
+    if text is None:
+        text = "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels) + "}" if labels else ""
+        if len(_LABELS) < 200000:
+            _LABELS[labels] = text
+    return text
 
 
 def format_value(value):

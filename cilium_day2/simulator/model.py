@@ -60,16 +60,53 @@ def _cdf(le, median):
     return 0.5 * (1.0 + math.erf((math.log(le) - math.log(median)) / (SIGMA * math.sqrt(2.0))))
 
 
+_SHAPES = {}
+
+
+def _shape(p99, buckets):
+    """(share of observations under each bound, mean) of the latency distribution with this
+    p99. Cached: a p99 only moves during a ramp, and every scrape needs dozens of histograms."""
+    key = (p99, buckets)
+    shape = _SHAPES.get(key)
+    if shape is None:
+        median = p99 / math.exp(_Z99 * SIGMA) if p99 > 0 else 0.0
+        shape = (tuple(_cdf(le, median) for le in buckets), median * math.exp(SIGMA * SIGMA / 2.0))
+        if len(_SHAPES) > 20000:
+            _SHAPES.clear()
+        _SHAPES[key] = shape
+    return shape
+
+
 def _hist_rates(out, name, labels, rate, p99, buckets):
     """Rates of a histogram's bucket, sum and count series, for observations arriving at `rate`
     per second with the given p99 (seconds)."""
-    median = p99 / math.exp(_Z99 * SIGMA) if p99 > 0 else 0.0
-    for le in buckets:
-        out.append(("counter", name + "_bucket", labels + (("le", le),), rate * _cdf(le, median)))
-    out.append(("counter", name + "_bucket", labels + (("le", INF),), rate))
-    mean = median * math.exp(SIGMA * SIGMA / 2.0)
+    shares, mean = _shape(p99, buckets)
+    bucket = name + "_bucket"
+    for le, share in zip(buckets, shares):
+        out.append(("counter", bucket, labels + (("le", le),), rate * share))
+    out.append(("counter", bucket, labels + (("le", INF),), rate))
     out.append(("counter", name + "_sum", labels, rate * mean))
     out.append(("counter", name + "_count", labels, rate))
+
+
+class _SeriesCache:
+    """The last few evaluations of a series function, by simulated time. Successive scrapes
+    integrate counters from the previous scrape's instant, and an agent and its Hubble server
+    are advanced together: the same instants come back again and again."""
+
+    def __init__(self, fn, size=4):
+        self.fn = fn
+        self.size = size
+        self.entries = {}
+
+    def __call__(self, t):
+        hit = self.entries.get(t)
+        if hit is None:
+            hit = self.fn(t)
+            if len(self.entries) >= self.size:
+                self.entries.pop(next(iter(self.entries)))
+            self.entries[t] = hit
+        return hit
 
 
 class Clock:
@@ -115,6 +152,8 @@ class Node:
         self.counters = _Counters()
         self.restarts_seen = None
         self.lock = threading.Lock()
+        # (agent series, Hubble series) by simulated time; used under `lock`.
+        self.series = _SeriesCache(lambda t: (self.agent_series(t), self.hubble_series(t)))
 
     def knob(self, name, t):
         if K.scope_of(name) == K.CLUSTER:
@@ -338,8 +377,10 @@ class Cluster:
         self.operator_counters = _Counters()
         self.operator_lock = threading.Lock()
         self.operator_restarts_seen = None
+        self._operator_series = _SeriesCache(self.operator_series)  # used under operator_lock
         self._seed_history = seed_history
         self._breakpoints = self._collect_breakpoints()
+        self._sloped = self._collect_sloped()
 
     def baseline_knobs(self, index):
         """Node knobs still at their baseline on node `index` (only those vary per node: a
@@ -363,7 +404,24 @@ class Cluster:
         for node in self.nodes:
             for p in node._profiles.values():
                 pts.update(p.breakpoints)
+            for steps in node._strings.values():
+                pts.update(at for at, _ in steps)
         return sorted(pts)
+
+    def _collect_sloped(self):
+        """Time spans over which some knob ramps (everything else is flat between breakpoints)."""
+        spans = set()
+        profiles = list(self._profiles.values()) + [p for n in self.nodes for p in n._profiles.values()]
+        for p in profiles:
+            for (t0, v0), (t1, v1) in zip(p.points, p.points[1:]):
+                if t1 > t0 and v1 != v0:
+                    spans.add((t0, t1))
+        return sorted(spans)
+
+    def _flat(self, a, b):
+        """Whether every knob holds still between a and b (which no breakpoint separates)."""
+        m = (a + b) / 2.0
+        return not any(t0 < m < t1 for t0, t1 in self._sloped)
 
     # --- operator -------------------------------------------------------------------------
     def operator_restarts(self, t):
@@ -450,11 +508,15 @@ class Cluster:
             return
         cuts = [t0] + [b for b in self.breakpoints() if t0 < b < t] + [t]
         for a, b in zip(cuts, cuts[1:]):
-            m = (a + b) / 2.0
-            samples = [series_fn(a), series_fn(m), series_fn(b)]
-            weight = (b - a) / 6.0
+            if self._flat(a, b):
+                # Rates hold still: the value at a (a step takes effect at its time) is the
+                # value over the whole span.
+                samples, coeffs, weight = [series_fn(a)], (1.0,), b - a
+            else:
+                m = (a + b) / 2.0
+                samples, coeffs, weight = [series_fn(a), series_fn(m), series_fn(b)], (1.0, 4.0, 1.0), (b - a) / 6.0
             acc = {}
-            for coeff, series in zip((1.0, 4.0, 1.0), samples):
+            for coeff, series in zip(coeffs, samples):
                 for kind, name, labels, rate in series:
                     if kind in ("counter", "lazy") and rate > 0:
                         key = (name, labels)
@@ -473,8 +535,8 @@ class Cluster:
                     self.operator_counters.reset()
                     self.operator_counters.t = self._last_operator_start(t)
                 self.operator_restarts_seen = n
-                self._advance(self.operator_counters, self.operator_series, t)
-                series = self.operator_series(t)
+                self._advance(self.operator_counters, self._operator_series, t)
+                series = self._operator_series(t)
                 values = dict(self.operator_counters.values)
             start = self._last_operator_start(t)
             return _render(series, values, OPERATOR, self.clock.epoch(start) if start is not None else self._boot_epoch())
@@ -487,10 +549,11 @@ class Cluster:
             node.restarts_seen = n
 
             def both(tt):
-                return node.agent_series(tt) + node.hubble_series(tt)
+                agent, hubble = node.series(tt)
+                return agent + hubble
 
             self._advance(node.counters, both, t)
-            series = node.agent_series(t) if component == AGENT else node.hubble_series(t)
+            series = node.series(t)[0 if component == AGENT else 1]
             values = dict(node.counters.values)
         if component == HUBBLE:
             return _render(series, values, HUBBLE, None)
@@ -624,13 +687,20 @@ _FAMILIES = {
 }
 
 
+_FAMILY_OF = {}
+
+
 def _family_of(sample_name):
-    if sample_name in _FAMILIES:
-        return sample_name
-    for suffix in ("_bucket", "_sum", "_count"):
-        if sample_name.endswith(suffix) and sample_name[: -len(suffix)] in _FAMILIES:
-            return sample_name[: -len(suffix)]
-    return sample_name  # pragma: no cover
+    family = _FAMILY_OF.get(sample_name)
+    if family is None:
+        family = sample_name
+        if sample_name not in _FAMILIES:
+            for suffix in ("_bucket", "_sum", "_count"):
+                if sample_name.endswith(suffix) and sample_name[: -len(suffix)] in _FAMILIES:
+                    family = sample_name[: -len(suffix)]
+                    break
+        _FAMILY_OF[sample_name] = family
+    return family
 
 
 def _render(series, counters, component, start_epoch, version=None):
@@ -677,6 +747,12 @@ def _render(series, counters, component, start_epoch, version=None):
     return exp.text()
 
 
+_LE = {}
+
+
 def _le(value):
-    text = repr(float(value))
-    return text[:-2] if text.endswith(".0") else text
+    text = _LE.get(value)
+    if text is None:
+        text = repr(float(value))
+        text = _LE[value] = text[:-2] if text.endswith(".0") else text
+    return text
