@@ -260,6 +260,8 @@ class RulePack:
 
 DEF_BUCKETS = ("0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf")
 QUEUE_BUCKETS = ("0.002", "0.005", "0.01", "0.015", "0.025", "0.05", "0.1", "0.25", "0.5", "0.75", "1", "+Inf")
+CLOUD_API_BUCKETS = ("0.005", "0.025", "0.05", "0.1", "0.2", "0.4", "0.6", "0.8", "1", "1.25", "1.5", "2", "3", "4", "5",
+                     "6", "8", "10", "15", "20", "30", "45", "60", "+Inf")
 AZS = ("us-east-1a", "us-east-1b", "us-east-1c")
 VERSION, NEXT_VERSION = "1.18.2", "1.18.3"
 MESH_SIZE = 4  # clusters are meshed in groups of this many (clustermesh peers)
@@ -629,15 +631,16 @@ def op_identity_gc_latency(t: Target):
 def op_ec2_api_duration_seconds(t: Target):
     out = []
     throttled = _frac(t.ci, "ec2-throttle") < 0.15
+    n = len(CLOUD_API_BUCKETS)
     for i, op in enumerate(EC2_OPS):
-        out += _histogram((("operation", op), ("response_code", "OK")), 1 + i % 3, _shape(5 + i % 3), mean=0.2,
-                          target="operator")
+        out += _histogram((("operation", op), ("response_code", "OK")), 1 + i % 3, _shape(6 + i % 4, n), CLOUD_API_BUCKETS,
+                          mean=0.2, target="operator")
         if throttled and op in ("AssignPrivateIpAddresses", "CreateNetworkInterface"):
-            out += _histogram((("operation", op), ("response_code", "503 Service Unavailable")), 2, _shape(6),
-                              mean=0.3, target="operator")
+            out += _histogram((("operation", op), ("response_code", "503 Service Unavailable")), 2, _shape(8, n),
+                              CLOUD_API_BUCKETS, mean=0.3, target="operator")
         if i < 2 and _frac(t.ci, "ec2-400") < 0.2:
-            out += _histogram((("operation", op), ("response_code", "400 Bad Request")), 1, _shape(4), mean=0.1,
-                              target="operator")
+            out += _histogram((("operation", op), ("response_code", "400 Bad Request")), 1, _shape(5, n),
+                              CLOUD_API_BUCKETS, mean=0.1, target="operator")
     return out
 
 

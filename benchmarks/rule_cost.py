@@ -97,8 +97,10 @@ BACKFILL_US_PER_LINE = 1.9
 BACKFILL_US_PER_SERIES = 25.0
 COMPACT_US_PER_SERIES = 12.0
 COMPACTION_DELAY = 60  # Prometheus checks for compactable blocks once a minute
-EVAL_US_PER_SERIES = 7.0
+COMPACTION_TIMEOUT = 900
+EVAL_US_PER_SERIES = 6.0
 EVAL_NS_PER_SAMPLE = 50.0
+OTHER_LOAD_LIMIT = 0.5  # cores other processes may use during a measured evaluation
 
 
 # -- rule variants -------------------------------------------------------------------------------
@@ -229,6 +231,7 @@ def build_tsdb(plan, chunks, workdir, tsdb_dir, promtool, jobs, children):
             log(f"  chunk {chunk.index + 1}/{len(chunks)}: nodes {chunk.first}-{chunk.stop - 1}, "
                 f"{chunk.lines / 1e6:.1f}M samples, {path.stat().st_size / 1e9:.2f} GB -> promtool")
             futures.append(pool.submit(backfill, path))
+            stats["peak_disk"] = max(stats.get("peak_disk", 0), dir_size(workdir))
         for f in futures:
             f.result()
     except BaseException:  # Ctrl-C or SIGTERM: do not wait for the promtool processes to finish
@@ -239,6 +242,10 @@ def build_tsdb(plan, chunks, workdir, tsdb_dir, promtool, jobs, children):
     if errors:
         raise SystemExit(errors[0])
     return stats
+
+
+def dir_size(path):
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 
 def blocks(tsdb_dir):
@@ -396,37 +403,50 @@ def group_document(pack: RulePack, group: str, interval: int) -> dict:
     return {"groups": out}
 
 
-def measure_group(prom, sampler, pack, group, interval, cycles, deadline, idle_rate):
-    """Evaluate one group alone, every `interval`; `cycles` evaluations after a warm-up one.
+def measure_group(prom, sampler, pack, group, interval, cycles, deadline, idle_rate, warmup=True):
+    """Evaluate one group alone, every `interval`, until `cycles` evaluations are measured.
 
     Wall time is Prometheus' own prometheus_rule_group_last_duration_seconds. CPU is the
     Prometheus process' CPU time from just before the evaluation started to a moment after it
-    ended (or the next one started), minus what the idle process uses over that span.
+    ended (or the next one started), minus what the idle process uses over that span. The first
+    evaluation is a warm-up (unless `warmup` is false). An evaluation during which other
+    processes kept more than OTHER_LOAD_LIMIT cores busy is discarded and retried, up to
+    `cycles + 1` times, so that a shared machine's bursts do not end up in the median.
     """
     prom.load_rules(group_document(pack, group, interval))
     loaded = time.time()
     key = f"{prom.group_file};{group}"
-    seen, runs = set(), []
-    pending = None  # the last measured evaluation, waiting for its CPU window to close
-    while len(runs) < cycles or pending:
+    seen, runs, rejected = set(), [], 0
+    pending = None  # the last evaluation, waiting for its CPU window to close
+
+    def close(run):
+        nonlocal rejected
+        t0, t1 = run["ts"] - 0.05, run["cpu_end"]
+        cpu, other = sampler.between(t0, t1)
+        run["cpu"] = max(0.0, cpu - idle_rate * (t1 - t0))
+        run["other"] = other / max(t1 - t0, 1e-3)
+        if run["other"] > OTHER_LOAD_LIMIT and rejected <= cycles:
+            rejected += 1
+        else:
+            runs.append(run)
+
+    while len(runs) < cycles:
         if time.time() > deadline:
             log(f"  warning: the data ends before {group} got {cycles} measured evaluations ({len(runs)} so far)")
             break
         time.sleep(0.5)
         if pending and time.time() >= pending["cpu_end"] + 0.1:
-            t0, t1 = pending["ts"] - 0.05, pending["cpu_end"]
-            cpu, other = sampler.between(t0, t1)
-            pending["cpu"] = max(0.0, cpu - idle_rate * (t1 - t0))
-            pending["other"] = other / (t1 - t0)
+            close(pending)
             pending = None
-        if len(runs) >= cycles:
+            continue
+        if pending:
             continue
         metrics = prom.metrics()
         ts = metrics.get(("prometheus_rule_group_last_evaluation_timestamp_seconds", key), 0)
         if ts <= 0 or ts < loaded - 1 or ts in seen:
             continue
         seen.add(ts)
-        if len(seen) == 1:  # warm-up
+        if warmup and len(seen) == 1:
             continue
         api = {g["name"]: g for g in prom.rules()}
         per_rule, errors = {}, []
@@ -435,14 +455,12 @@ def measure_group(prom, sampler, pack, group, interval, cycles, deadline, idle_r
             if r.get("health") == "err":
                 errors.append(f"{r['name']}: {r.get('lastError')}")
         dur = metrics.get(("prometheus_rule_group_last_duration_seconds", key), 0)
-        run = {"seconds": dur, "samples": metrics.get(("prometheus_rule_group_last_evaluation_samples", key), 0),
-               "rules": per_rule, "errors": errors, "ts": ts, "cpu": None, "other": None,
-               "cpu_end": min(ts + dur + 1.0, ts + interval * max(1, math.ceil((dur + 0.001) / interval)) - 0.05)}
-        if pending:  # the previous window closes where this evaluation starts
-            pending["cpu_end"] = min(pending["cpu_end"], ts - 0.05)
-        runs.append(run)
-        pending = run
-    runs = [r for r in runs if r["cpu"] is not None] or runs
+        next_start = ts + interval * max(1, math.ceil((dur + 0.001) / interval))
+        pending = {"seconds": dur, "samples": metrics.get(("prometheus_rule_group_last_evaluation_samples", key), 0),
+                   "rules": per_rule, "errors": errors, "ts": ts, "cpu": None, "other": None,
+                   "cpu_end": min(ts + dur + 1.0, next_start - 0.05)}
+    if rejected:
+        log(f"  {group}: {rejected} evaluation(s) discarded because other processes were busy")
     if not runs:
         return None
     # What the group produced while it was loaded: series per recording rule, active alerts.
@@ -465,8 +483,9 @@ def measure_group(prom, sampler, pack, group, interval, cycles, deadline, idle_r
         "min_seconds": min(r["seconds"] for r in runs),
         "max_seconds": max(r["seconds"] for r in runs),
         "samples": int(statistics.median(r["samples"] for r in runs)),
-        "cpu_seconds": statistics.median(r["cpu"] for r in runs) if runs[0]["cpu"] is not None else None,
-        "other_load": statistics.mean(r["other"] for r in runs) if runs[0]["other"] is not None else None,
+        "cpu_seconds": statistics.median(r["cpu"] for r in runs),
+        "other_load": statistics.mean(r["other"] for r in runs),
+        "discarded": rejected,
         "cycles": len(runs),
         "rules": {k: statistics.median(v) for k, v in rules.items()},
         "errors": sorted({e for r in runs for e in r["errors"]}),
@@ -534,6 +553,7 @@ def main(argv=None):
     parser.add_argument("--prometheus", default=shutil.which("prometheus") or "prometheus")
     parser.add_argument("--promtool", default=shutil.which("promtool") or "promtool")
     parser.add_argument("--json", action="store_true", help="print results as JSON instead of a table")
+    parser.add_argument("--save", metavar="FILE", help="also write the results as JSON to FILE")
     args = parser.parse_args(argv)
     nodes = args.nodes or (1_000 if args.quick else 10_000)
     args.cycles = args.cycles or (3 if nodes <= 2_000 else 2)
@@ -571,12 +591,14 @@ def main(argv=None):
         planning = RulePack.merged([v for _, v in variants])
         now = int(time.time())
         probe = Plan(planning, fleet, anchor=now, end=now + 600, step=args.step, history=history)
-        per_node_series, per_node_samples, _ = probe.estimate()
         matched = probe.matched_series()
         reads = {name: series_read(v, matched) for name, v in variants}
         est_eval = {name: {g: estimate_seconds(s, w, args.step) for g, (s, w) in r.items()} for name, r in reads.items()}
-        measure_s = sum(args.interval + 2 + ((args.cycles if name == "recorded" else args.compare_cycles) + 1)
+        measure_s = sum(args.interval + 2 + ((args.cycles + 1) if name == "recorded" else args.compare_cycles)
                         * max(args.interval, 1.2 * t + 0.5) for name, r in est_eval.items() for t in r.values()) + 30
+        slack = 60 + 0.1 * measure_s
+        probe = Plan(planning, fleet, anchor=now, end=int(now + measure_s + slack + 60), step=args.step, history=history)
+        per_node_series, per_node_samples, _ = probe.estimate()
         lines = per_node_samples * nodes
         series = per_node_series * nodes
         gen_s = lines * GEN_US_PER_LINE / 1e6
@@ -584,13 +606,13 @@ def main(argv=None):
         n_chunks = len(probe.chunks(args.chunk_lines))
         pipeline_s = max(gen_s, (gen_s + backfill_s) / max(1, min(args.jobs, os.cpu_count() or 1))) + backfill_s / n_chunks
         compaction_s = (COMPACTION_DELAY + series * COMPACT_US_PER_SERIES / 1e6) if n_chunks > 1 else 0
-        lead = 1.1 * (pipeline_s + compaction_s + 10 + series * EVAL_US_PER_SERIES / 1e6) + 20
-        slack = max(90, 0.25 * (lead + measure_s))
+        lead = 1.1 * (pipeline_s + compaction_s + 10) + 20
+        slack = max(60, 0.15 * (lead + measure_s))
         anchor = int(time.time() + lead)
         plan = Plan(planning, fleet, anchor=anchor, end=int(anchor + measure_s + slack), step=args.step, history=history)
         chunks = plan.chunks(args.chunk_lines)
         log(f"{nodes:,} nodes in {args.clusters} clusters: ~{series / 1e6:.2f}M series, ~{lines / 1e6:.0f}M samples "
-            f"in {len(chunks)} chunk(s); measuring from {lead:.0f}s from now, for ~{measure_s:.0f}s "
+            f"in {len(chunks)} chunk(s); first measured evaluation in {lead:.0f}s, measuring for ~{measure_s:.0f}s "
             f"(data runs {plan.end - anchor}s past the anchor)")
         for name in plan.generic:
             log(f"  warning: no shape for {name} (read by the rules); generated with a generic shape")
@@ -616,6 +638,9 @@ def main(argv=None):
             while overlapping(blocks(tsdb_dir)):
                 if prom.proc.poll() is not None:
                     raise SystemExit(f"prometheus exited:\n{prom.log_tail()}")
+                if time.time() - t0 > COMPACTION_TIMEOUT:
+                    raise SystemExit(f"prometheus did not compact the chunk blocks in {COMPACTION_TIMEOUT}s")
+                stats["peak_disk"] = max(stats.get("peak_disk", 0), dir_size(workdir))
                 time.sleep(2)
         t_compact = time.time() - t0
         final_blocks = blocks(tsdb_dir)
@@ -654,11 +679,14 @@ def main(argv=None):
         idle_rate = measure_idle(prom, sampler)
         results, checks = {}, None
         for vname, vpack in variants:
-            log(f"measuring {vname}: one group at a time, {args.cycles} evaluations each after a warm-up ...")
+            log(f"measuring {vname}: one group at a time, {args.cycles if vname == variants[0][0] else args.compare_cycles}"
+                f" evaluation(s) each" + (" after a warm-up ..." if vname == variants[0][0] else " ..."))
             results[vname] = {}
-            cycles = args.cycles if vname == "recorded" else args.compare_cycles
+            first = vname == variants[0][0]
+            cycles = args.cycles if first else args.compare_cycles
             for group, _ in vpack.groups:
-                r = measure_group(prom, sampler, vpack, group, args.interval, cycles, plan.end - 2, idle_rate)
+                r = measure_group(prom, sampler, vpack, group, args.interval, cycles, plan.end - 2, idle_rate,
+                                  warmup=first)
                 results[vname][group] = r
                 log(f"  {group}: {1e3 * r['seconds']:.0f} ms wall, {1e3 * (r['cpu_seconds'] or 0):.0f} ms cpu, "
                     f"other load {r['other_load'] or 0:.1f} cores" if r else f"  {group}: not measured")
@@ -671,7 +699,7 @@ def main(argv=None):
             "nodes": nodes, "clusters": args.clusters, "step": args.step, "history_minutes": args.minutes,
             "interval": args.interval, "cycles": args.cycles, "series_generated": stats["series"],
             "series_checked": total_seen, "samples": stats["lines"], "openmetrics_gb": stats["bytes"] / 1e9,
-            "chunks": len(chunks), "generation_s": stats["gen"], "build_s": t_build, "compaction_s": t_compact,
+            "chunks": len(chunks), "generation_s": stats["gen"], "peak_disk_gb": stats.get("peak_disk", 0) / 1e9, "build_s": t_build, "compaction_s": t_compact,
             "blocks": len(final_blocks), "block_mb": block_mb, "lag_s": lag, "data_ran_out_s": max(0.0, end_lag),
             "total_s": time.time() - t_start, "series_by_name": stats["by_name"], "results": results, "checks": checks,
             "series_read": {name: {g: s for g, (s, _w) in r.items()} for name, r in reads.items()},
@@ -679,6 +707,8 @@ def main(argv=None):
                                          text=True).stdout.split("\n")[0].split(" (")[0],
             "cores": os.cpu_count(), "idle_cpu_rate": idle_rate,
         }
+        if args.save:
+            Path(args.save).write_text(json.dumps(report, indent=2, default=str))
         if args.json:
             print(json.dumps(report, indent=2, default=str))
         else:
@@ -734,7 +764,8 @@ def print_report(rep, variants):
           f"(+{max(0, rep['lag_s']):.0f}s measurement lag)")
     print(f"# build: {rep['openmetrics_gb']:.1f} GB of OpenMetrics in {rep['chunks']} chunk(s), generated in "
           f"{rep['generation_s']:.0f}s, generated + backfilled in {rep['build_s']:.0f}s; Prometheus start + compaction "
-          f"{rep['compaction_s']:.0f}s -> {rep['blocks']} block(s), {rep['block_mb']:.0f} MB")
+          f"{rep['compaction_s']:.0f}s -> {rep['blocks']} block(s), {rep['block_mb']:.0f} MB; peak temp disk "
+          f"{rep['peak_disk_gb']:.1f} GB")
     print(f"# measured: each group alone, median of {rep['cycles']} evaluations after a warm-up "
           f"(prometheus_rule_group_last_duration_seconds); 'series' = raw series its selectors match")
     if rep["data_ran_out_s"]:
@@ -797,7 +828,7 @@ def print_report(rep, variants):
     print("\nmost expensive rules with recording rules (median ms per evaluation):")
     ranked = sorted(((t, g, r) for g, s in res.get("recorded", {}).items() if s for r, t in s["rules"].items()),
                     reverse=True)
-    for t, g, r in ranked[:8]:
+    for t, g, r in ranked[:10]:
         expr = exprs.get(r, "")
         print(f"  {1e3 * t:8.1f}  {r.split('#')[0]}\n            {expr[:140] + ('...' if len(expr) > 140 else '')}")
     for n in names[1:]:

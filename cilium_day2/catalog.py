@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Tuple
 import yaml
 
 from .errors import UserError
-from .query import Outlier, Ratio, RootQuery, parse_root
+from .query import Outlier, Quantile, Ratio, RootQuery, parse_root
 
 DATA_DIR = Path(__file__).parent / "data" / "signals"
 
@@ -210,6 +210,18 @@ def check_thresholds(where, warning, critical, comparison):
             )
 
 
+def check_quantile_thresholds(where, query: RootQuery, warning, critical):
+    """Quantile thresholds must be bucket bounds Cilium's histogram can report (see `buckets`)."""
+    if not isinstance(query.expr, Quantile):
+        return
+    from .buckets import check_quantile_threshold
+
+    sel = query.expr.selector
+    for severity, value in (("warning", warning), ("critical", critical)):
+        if value is not None:
+            check_quantile_threshold(where, (sel.metric,) + tuple(sel.also), severity, value)
+
+
 def _parse_signal(area_id: str, data, where) -> Signal:
     if not isinstance(data, dict):
         raise CatalogError(f"{where}: expected a mapping")
@@ -242,6 +254,8 @@ def _parse_signal(area_id: str, data, where) -> Signal:
     warning = _number(data.get("warning"), f"{where}.warning")
     critical = _number(data.get("critical"), f"{where}.critical")
     check_thresholds(where, warning, critical, comparison)
+    query = parse_root(data["query"], f"{where}.query")
+    check_quantile_thresholds(where, query, warning, critical)
     enabled = data.get("enabled", True)
     if not isinstance(enabled, bool):
         raise CatalogError(f"{where}.enabled: expected true or false")
@@ -260,7 +274,7 @@ def _parse_signal(area_id: str, data, where) -> Signal:
         window=parse_duration(data["window"], f"{where}.window"),
         hold=parse_duration(data["for"], f"{where}.for"),
         group_by=tuple(group_by),
-        query=parse_root(data["query"], f"{where}.query"),
+        query=query,
         enabled=enabled,
         no_data=choice("no_data", NO_DATA, "ok"),
     )

@@ -28,7 +28,9 @@ from typing import Any, Dict, Mapping, Union
 
 import yaml
 
-from .catalog import SETTINGS_FIELDS, Catalog, Settings, check_thresholds, format_duration, parse_duration
+from .catalog import (
+    SETTINGS_FIELDS, Catalog, Settings, check_quantile_thresholds, check_thresholds, format_duration, parse_duration,
+)
 from .errors import UserError
 from .query import CLOUD_APIS, Outlier, Ratio, RootQuery
 
@@ -161,6 +163,7 @@ def load_values(values: Union[str, Path, Mapping, None], catalog: Catalog) -> Va
         critical = checked.get("critical", signal.critical)
         try:
             check_thresholds(f"signals.{sid}", warning, critical, signal.comparison)
+            check_quantile_thresholds(f"signals.{sid}", signal.query, warning, critical)
         except UserError as exc:
             raise UserError(f"{source}: {exc}")
         out.signals[sid] = checked

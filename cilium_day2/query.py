@@ -500,6 +500,19 @@ class Evaluator:
             }
         raise TypeError(f"unknown query node {node!r}")
 
+    def within(self, node: Quantile, by: Sequence[str], bound: float) -> Dict[GroupKey, float]:
+        """Share of the observations at or below the bucket bound `bound` (the `le=bound` bucket's
+        rate over the `_count` rate), per group: what the Prometheus rules compare with `q`."""
+        below: Dict[GroupKey, float] = defaultdict(float)
+        total: Dict[GroupKey, float] = defaultdict(float)
+        for labels, rate in self._counter_rates(node.selector, self._names(node.selector, "_bucket")):
+            le = labels.get("le")
+            if le not in (None, "+Inf", "Inf", "inf") and float(le) == bound:
+                below[_key(labels, by)] += rate
+        for labels, rate in self._counter_rates(node.selector, self._names(node.selector, "_count")):
+            total[_key(labels, by)] += rate
+        return {k: below.get(k, 0.0) / t for k, t in total.items() if t > 0}
+
     def _quantile(self, node: Quantile, by: Sequence[str]) -> Dict[GroupKey, float]:
         buckets: Dict[GroupKey, Dict[float, float]] = defaultdict(lambda: defaultdict(float))
         names = self._names(node.selector, "_bucket")
@@ -554,6 +567,14 @@ def evaluate(root: RootQuery, snapshots: Sequence[Snapshot], by: Sequence[str], 
         up = ev.evaluate(Up(root.only_if_up), by)
         result = {k: v for k, v in result.items() if up.get(k, 0) >= 1}
     return result
+
+
+def fraction_within(root: RootQuery, snapshots: Sequence[Snapshot], by: Sequence[str], window: float, bound: float,
+                    cloud_apis: Sequence[str] = CLOUD_APIS) -> Dict[GroupKey, float]:
+    """For a quantile signal: per group, the share of observations at or below `bound`."""
+    if not isinstance(root.expr, Quantile):
+        raise TypeError("fraction_within needs a quantile signal")
+    return Evaluator(snapshots, window, cloud_apis).within(root.expr, by, bound)
 
 
 def breaches(value: float, comparison: str, threshold: Optional[float]) -> bool:

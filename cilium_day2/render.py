@@ -31,6 +31,7 @@ from .backends.datadog import DatadogQuery, Unsupported, metric_name
 from .backends.prometheus import PromQL
 from .catalog import Catalog, Signal, format_duration, load_catalog
 from .errors import UserError
+from .query import Quantile
 
 TEMPLATES = Path(__file__).parent / "templates"
 BACKENDS = ("datadog", "prometheus", "grafana")
@@ -132,12 +133,21 @@ def prometheus_annotations(signal: Signal, severity: str, threshold: float, sett
             who = who.replace(f"{{{{ $labels.{label} }}}}", labels.get(label, ""))
         val = format_value(signal.unit, value)
     thr = format_value(signal.unit, threshold)
-    return {
-        "summary": f"{signal.title} ({who}).",
-        "description": (
+    if isinstance(signal.query.expr, Quantile):
+        # The rule's value is the share of observations at or below the threshold (a bucket bound).
+        share = "{{ $value | humanizePercentage }}" if labels is None else format_value("ratio", value)
+        description = (
+            f"{signal.title}: the p{100 * signal.query.expr.q:g} is {comparison_text(signal)} the {severity} "
+            f"threshold of {thr} for {who} ({share} of the observations took {thr} or less). {signal.meaning}"
+        )
+    else:
+        description = (
             f"{signal.title}: {val} is {comparison_text(signal)} the {severity} threshold of {thr} "
             f"for {who}. {signal.meaning}"
-        ),
+        )
+    return {
+        "summary": f"{signal.title} ({who}).",
+        "description": description,
         "runbook_url": runbook_url(signal, settings),
     }
 
@@ -153,7 +163,7 @@ def prometheus_groups(catalog: Catalog) -> List[dict]:
         for s in signals:
             value = prom.expr(s)
             thresholds = s.thresholds()
-            if len(thresholds) > 1:
+            if len(thresholds) > 1 and not isinstance(s.query.expr, Quantile):
                 # The warning and the critical rule share one recorded series: the query runs once.
                 record = prom.record_name(s)
                 rules.append({"record": record, "expr": value})
@@ -532,6 +542,9 @@ def render_docs(catalog: Catalog) -> Dict[str, str]:
                 "group_text": ", ".join(s.group_by), "enabled": s.enabled, "meaning": s.meaning,
                 "runbook": s.runbook, "defaults_reason": s.defaults_reason or "—",
                 "alert_name": s.alert_name, "promql": prom.expr(s), "datadog": dd_query, "datadog_reason": reason,
+                "prom_alerts": ([(sev, prom.condition("", s, thr)) for sev, thr in s.thresholds()]
+                                if isinstance(s.query.expr, Quantile) else []),
+                "q_percent": f"{100 * s.query.expr.q:g}%" if isinstance(s.query.expr, Quantile) else "",
             })
         areas.append((area, items))
     doc = _env.get_template("signals.md.j2").render(table=signals_table(catalog).replace(f"({SIGNALS_DOC}#", "(#"),

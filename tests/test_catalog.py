@@ -242,3 +242,81 @@ def test_also_families_are_read_together_and_validated():
     assert query.selector.families() == ["new_family_count", "old_family"]
     with pytest.raises(QueryError, match=r"query\.also"):
         parse_query({"fn": "increase", "metric": "new_family_count", "also": "old_family"})
+
+
+# --- quantile thresholds and Cilium's buckets -------------------------------------------------------
+
+
+def quantile_signals(catalog):
+    from cilium_day2.query import Quantile
+
+    return [s for s in catalog.signals if isinstance(s.query.expr, Quantile)]
+
+
+def test_every_quantile_threshold_is_a_bound_cilium_can_report():
+    from cilium_day2.buckets import family_layouts
+
+    signals = quantile_signals(load_base_catalog())
+    assert len(signals) >= 6
+    for s in signals:
+        sel = s.query.expr.selector
+        for family in (sel.metric,) + tuple(sel.also):
+            layouts = family_layouts(family)
+            assert layouts, family
+            for _versions, bounds in layouts:
+                for _sev, threshold in s.thresholds():
+                    # A bound, and below the last one: above it histogram_quantile is capped.
+                    assert threshold in bounds and threshold < bounds[-1], (s.id, family, threshold, bounds)
+
+
+@pytest.mark.parametrize("signal, value, words", [
+    ("policy_implementation_delay_p99", 60, ["policy_implementation_delay_p99.critical", "end at 10", "never fire",
+                                             "2.5, 5"]),
+    ("kvstore_events_queue_p99", 1, ["end at 1", "0.5, 0.75"]),
+    ("kvstore_latency_p99", 3, ["kvstore_latency_p99.critical", "not a bucket bound", "2.5, 5"]),
+    # 3 is a bound of the newer cloud API layout but not of the default buckets older releases use.
+    ("cloud_api_latency_p99", 3, ["not a bucket bound", "cilium_operator_{cloud}_api_duration_seconds", "1, 5"]),
+])
+def test_quantile_threshold_off_the_buckets_is_refused(signal, value, words):
+    with pytest.raises(UserError) as err:
+        load_catalog({"signals": {signal: {"critical": value}}})
+    message = str(err.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message, message
+
+
+def test_quantile_threshold_on_a_bound_is_accepted():
+    catalog = load_catalog({"signals": {"kvstore_latency_p99": {"warning": 0.5, "critical": 2.5}}})
+    assert catalog.signal("kvstore_latency_p99").thresholds() == [("warning", 0.5), ("critical", 2.5)]
+
+
+DEF_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+
+
+@pytest.mark.parametrize("share_at", [
+    {0.5: 1.0},                      # p99 below 1 s
+    {0.5: 0.5, 1: 0.985, 2.5: 1.0},  # p99 between 1 and 2.5 s
+    {0.5: 0.5, 1: 0.995, 2.5: 1.0},  # 99.5% within 1 s: p99 just below 1 s
+    {10: 0.0},                       # everything beyond the last bucket: the quantile is capped at 10
+])
+def test_share_within_a_bound_decides_like_histogram_quantile(share_at):
+    """The Prometheus rules compare the share of observations in `le=T` with q instead of
+    computing the quantile; at a bucket bound both give the same answer."""
+    from cilium_day2.query import fraction_within
+
+    total, labels, name = 1000.0, {"cluster": "c", "action": "Get"}, "cilium_kvstore_operations_duration_seconds"
+    cumulative, share = {}, 0.0
+    for b in DEF_BUCKETS:
+        share = share_at.get(b, share)
+        cumulative[b] = total * share
+    before = [(f"{name}_bucket", {**labels, "le": f"{b:g}"}, 0.0) for b in DEF_BUCKETS]
+    before += [(f"{name}_bucket", {**labels, "le": "+Inf"}, 0.0), (f"{name}_count", labels, 0.0)]
+    after = [(f"{name}_bucket", {**labels, "le": f"{b:g}"}, cumulative[b]) for b in DEF_BUCKETS]
+    after += [(f"{name}_bucket", {**labels, "le": "+Inf"}, total), (f"{name}_count", labels, total)]
+    data = snaps((0, before), (60, after))
+    root = parse_root({"fn": "quantile", "q": 0.99, "metric": name})
+    [within] = fraction_within(root, data, ["cluster", "action"], 300, 1.0).values()
+    [p99] = evaluate(root, data, ["cluster", "action"], 300).values()
+    assert within == pytest.approx(cumulative[1] / total)
+    assert (p99 > 1) == (within < 0.99)

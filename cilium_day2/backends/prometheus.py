@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import List, Optional, Sequence
 
+from ..buckets import le_regex
 from ..catalog import Settings, Signal, format_duration
 from ..query import (
     Changes, Delta, Distinct, Increase, Match, Outlier, Quantile, Rate, Ratio, Selector, Up, Value,
@@ -129,8 +130,32 @@ class PromQL:
         """The signal's value, one series per group (no threshold)."""
         return self.compile(signal.query.expr, signal, signal.group_by)
 
+    def within(self, signal: Signal, bound: float) -> str:
+        """Share of a quantile signal's observations at or below the bucket bound `bound`.
+
+        "p99 > T" holds exactly when this share at `le=T` is below 0.99 (T is a bucket bound:
+        the catalog checks it). It reads the `le=T` bucket and `_count` of each label set
+        instead of every bucket, which is what makes latency alerts cheap on large fleets.
+        """
+        node = signal.query.expr
+        per_node = signal.component in ("agent", "hubble")
+        w, by = self.window(signal), self.by(signal.group_by)
+        le = f"le=~{quote(le_regex(bound))}"
+
+        def build(f):
+            bucket = self.selector(f + "_bucket", node.selector, per_node)
+            bucket = bucket[:-1] + f", {le}}}" if bucket.endswith("}") else f"{bucket}{{{le}}}"
+            count = self.selector(f + "_count", node.selector, per_node)
+            return f"sum by ({by}) (rate({bucket}[{w}])) / sum by ({by}) (rate({count}[{w}]))"
+        return self._union(node.selector, build)
+
     def condition(self, value_expr: str, signal: Signal, threshold: float) -> str:
-        cond = f"{value_expr} {signal.comparison} {threshold:g}"
+        if isinstance(signal.query.expr, Quantile):
+            # The quantile is above T exactly when less than q of the observations are <= T.
+            q = signal.query.expr.q
+            cond = f"{self.within(signal, threshold)} {'<' if signal.comparison == '>' else '>='} {q:g}"
+        else:
+            cond = f"{value_expr} {signal.comparison} {threshold:g}"
         if signal.query.only_if_up:
             group = self.by(signal.group_by)
             cond = f"({cond}) and on ({group}) ({self.up(signal.query.only_if_up, signal.group_by)} == 1)"

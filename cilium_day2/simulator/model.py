@@ -19,6 +19,7 @@ import math
 import threading
 import time
 
+from ..buckets import family_layouts
 from . import knobs as K
 from .exposition import Exposition
 from .profiles import Profile, profile_from_spec
@@ -32,11 +33,19 @@ COMPONENTS = (AGENT, OPERATOR, HUBBLE)
 SIGMA = 0.55
 _Z99 = 2.326
 
-DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+def _cilium_buckets(family: str) -> tuple:
+    """Cilium's own bucket bounds (data/histograms.yaml; the 1.14 to 1.18 layout where it changed)."""
+    return family_layouts(family)[0][1]
+
+
+DEFAULT_BUCKETS = _cilium_buckets("cilium_kvstore_operations_duration_seconds")
 GC_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
-POLICY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
-IPAM_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
-QUEUE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+POLICY_BUCKETS = _cilium_buckets("cilium_policy_implementation_delay")
+IPAM_BUCKETS = _cilium_buckets("cilium_operator_ipam_allocation_duration_seconds")
+QUEUE_BUCKETS = _cilium_buckets("cilium_kvstore_events_queue_seconds")
+CLOUD_API_BUCKETS = _cilium_buckets("cilium_operator_{cloud}_api_duration_seconds")
+RATE_LIMIT_BUCKETS = _cilium_buckets("cilium_operator_{cloud}_api_rate_limit_duration_seconds")
 INF = float("inf")
 
 
@@ -451,11 +460,11 @@ class Cluster:
         p99, rl = k("cloud_api.p99", t), k("cloud_api.ratelimit_p99", t)
         for op, share in K.CLOUD_OPERATIONS:
             r = rate * share
-            _hist_rates(out, "cilium_operator_ec2_api_duration_seconds", (("operation", op), ("response_code", "OK")), r * (1 - err), p99, DEFAULT_BUCKETS)
+            _hist_rates(out, "cilium_operator_ec2_api_duration_seconds", (("operation", op), ("response_code", "OK")), r * (1 - err), p99, CLOUD_API_BUCKETS)
             key = ("cilium_operator_ec2_api_duration_seconds_count", (("operation", op), ("response_code", "503 Service Unavailable")))
             if err > 0 or self.operator_counters.values.get(key):
-                _hist_rates(out, "cilium_operator_ec2_api_duration_seconds", (("operation", op), ("response_code", "503 Service Unavailable")), r * err, p99, DEFAULT_BUCKETS)
-            _hist_rates(out, "cilium_operator_ec2_api_rate_limit_duration_seconds", (("operation", op),), r, rl, DEFAULT_BUCKETS)
+                _hist_rates(out, "cilium_operator_ec2_api_duration_seconds", (("operation", op), ("response_code", "503 Service Unavailable")), r * err, p99, CLOUD_API_BUCKETS)
+            _hist_rates(out, "cilium_operator_ec2_api_rate_limit_duration_seconds", (("operation", op),), r, rl, RATE_LIMIT_BUCKETS)
         # IPAM, per node
         nodes_needing = 0
         at_capacity = 0

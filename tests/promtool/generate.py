@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from cilium_day2.catalog import Catalog, format_duration
-from cilium_day2.query import Sample, Snapshot, breaches, evaluate
+from cilium_day2.query import Quantile, Sample, Snapshot, breaches, evaluate, fraction_within
 from cilium_day2.render import prometheus_annotations
 
 SCENARIOS = Path(__file__).with_name("scenarios.yaml")
@@ -85,15 +85,20 @@ def expected_alerts(signal, catalog: Catalog, series: dict, at: int):
     s = catalog.settings
     jobs = {s.agent_job: "agent", s.operator_job: "operator", s.hubble_job: "hubble"}
     by = [s.prom_label(g) for g in signal.group_by]
-    values = evaluate(signal.query, snapshots(series, at, jobs), by, signal.window, s.cloud_apis)
+    snaps = snapshots(series, at, jobs)
+    values = evaluate(signal.query, snaps, by, signal.window, s.cloud_apis)
     alerts = []
     for key, value in sorted(values.items()):
         labels = dict(key)
         for severity, threshold in signal.thresholds():
             if breaches(value, signal.comparison, threshold):
+                shown = value
+                if isinstance(signal.query.expr, Quantile):
+                    # The rule's value: the share of observations at or below the threshold bound.
+                    shown = fraction_within(signal.query, snaps, by, signal.window, threshold, s.cloud_apis)[key]
                 alerts.append({
                     "exp_labels": {**labels, "severity": severity, "area": signal.area, "signal": signal.id},
-                    "exp_annotations": prometheus_annotations(signal, severity, threshold, s, labels, value),
+                    "exp_annotations": prometheus_annotations(signal, severity, threshold, s, labels, shown),
                 })
     return alerts, values
 
