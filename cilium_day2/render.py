@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -177,8 +178,65 @@ def prometheus_groups(catalog: Catalog) -> List[dict]:
                     "annotations": prometheus_annotations(s, severity, threshold, catalog.settings),
                 })
         if rules:
-            groups.append({"name": f"cilium-day2-{area.id.replace('_', '-')}", "rules": rules})
+            groups.append({"name": f"cilium-day2-{area.id.replace('_', '-')}", "rules": hoist_shared(rules)})
     return groups
+
+
+# `sum by (cluster, action) (rate(family{matchers}[5m]))` and the like: an aggregation over one
+# range function of one selector, the leaves every compiled query is built from.
+_LEAF_RE = re.compile(
+    r"(sum|max|min) by \(([^)]*)\) \((rate|increase|changes|delta|max_over_time|min_over_time|avg_over_time)"
+    r"\(([a-zA-Z_][a-zA-Z0-9_]*)(?:\{([^}]*)\})?\[(\w+)\]\)\)"
+)
+_EQ_MATCHER_RE = re.compile(r'^\s*([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"\s*$')
+
+
+def _leaf_record_name(match) -> Optional[str]:
+    """`level:metric:operation` for a leaf, or None when its matchers cannot be named plainly."""
+    agg, by, fn, family, matchers, window = match.groups()
+    suffix = []
+    for part in (matchers.split(",") if matchers else []):
+        m = _EQ_MATCHER_RE.match(part)
+        if not m:
+            return None
+        suffix.append(re.sub(r"[^a-z0-9]+", "_", m.group(2).lower()).strip("_"))
+    level = "_".join(label.strip() for label in by.split(","))
+    metric = "_".join([family] + [x for x in suffix if x])
+    op = f"{fn}{window}" if agg == "sum" else f"{agg}_{fn}{window}"
+    return f"{level}:{metric}:{op}"
+
+
+def hoist_shared(rules: List[dict]) -> List[dict]:
+    """Record each leaf that several rules of a group read, once, ahead of them.
+
+    Quantile alerts share their `_count` rate between the warning and the critical rule and
+    with error ratios over the same histogram; an outlier reads its per-node value twice. On a
+    large fleet every raw series a cycle selects costs Prometheus microseconds, so reading each
+    once is a direct saving. Rules in a group run in order, so the recordings are fresh.
+    """
+    counts: Dict[str, int] = {}
+    names: Dict[str, str] = {}
+    for rule in rules:
+        for m in _LEAF_RE.finditer(rule["expr"]):
+            counts[m.group(0)] = counts.get(m.group(0), 0) + 1
+            names.setdefault(m.group(0), _leaf_record_name(m))
+    taken = {r.get("record") for r in rules}
+    shared = []
+    for leaf, n in counts.items():
+        name = names[leaf]
+        if n < 2 or name is None or name in taken:
+            continue
+        taken.add(name)
+        shared.append((leaf, name))
+    if not shared:
+        return rules
+    out = [{"record": name, "expr": leaf} for leaf, name in shared]
+    for rule in rules:
+        expr = rule["expr"]
+        for leaf, name in shared:
+            expr = expr.replace(leaf, name)
+        out.append({**rule, "expr": expr})
+    return out
 
 
 def render_prometheus(catalog: Catalog) -> Dict[str, str]:

@@ -20,7 +20,6 @@ import threading
 import time
 
 import pytest
-import yaml
 
 from cilium_day2.catalog import load_catalog
 from cilium_day2.doctor import Endpoint, diagnose

@@ -230,3 +230,25 @@ def test_rules_and_grafana_queries_evaluate_on_a_real_prometheus(rendered, metri
                 promql = m.group(1)
             prom.query(promql)  # raises on a PromQL error
         assert len(groups) == len(catalog.areas)
+
+
+def test_an_aggregation_several_rules_read_is_recorded_once_before_its_readers():
+    """Each cycle should select a raw series once: a leaf aggregation that several rules of a
+    group read is a recording rule at the top of the group, and its readers use the record."""
+    groups = yaml.safe_load((ROOT / render.RULES_FILE).read_text())["groups"]
+    hoisted = 0
+    for group in groups:
+        seen = {}
+        defined = []
+        for rule in group["rules"]:
+            for m in render._LEAF_RE.finditer(rule["expr"]):
+                seen[m.group(0)] = seen.get(m.group(0), 0) + 1
+            used = set(re.findall(r"[a-z_]+:[a-z0-9_]+:[a-z0-9_]+", rule["expr"]))
+            records = {r["record"] for r in group["rules"] if "record" in r}
+            assert used & records <= set(defined), (group["name"], rule.get("alert") or rule.get("record"))
+            if "record" in rule:
+                defined.append(rule["record"])
+                hoisted += ":cilium_day2_" not in rule["record"]
+        repeated = {leaf: n for leaf, n in seen.items() if n > 1}
+        assert not repeated, (group["name"], repeated)
+    assert hoisted >= 3  # e.g. the kvstore `_count` rate shared by the error ratio and both latency alerts
