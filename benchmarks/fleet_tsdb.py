@@ -211,8 +211,11 @@ class RulePack:
         need, todo = {group}, [group]
         while todo:
             g = todo.pop()
+            own = {r.name for r in dict(self.groups)[g] if r.kind == "record"}
             for r in dict(self.groups)[g]:
                 for sel in scan_expr(r.expr).selectors:
+                    if sel.name in own:  # recorded in this group (sharded packs repeat names per group)
+                        continue
                     o = owner.get(sel.name)
                     if o and o not in need:
                         need.add(o)
@@ -927,6 +930,8 @@ class Plan:
                     for suffix, target, pairs, *_ in self._series_of(fam, t, is_op):
                         labels = dict(pairs)
                         labels["job"] = JOBS[target][0]
+                        labels.setdefault("cluster", t.cluster)  # target labels: a selector may filter on them
+                        labels.setdefault("node", t.node)
                         for sel in self.by_name.get(fam.name + suffix, ()):
                             if sel.accepts(labels):
                                 out[sel] += weight

@@ -24,7 +24,7 @@ Method
    where in its head chunk the window starts: 0 is the cheapest moment (a chunk was just cut);
    with 120-sample chunks a real server sweeps 0..60 minutes (at 30 s) every chunk, 30 on
    average. The default, 0, keeps the 10,000-node run near 10 minutes on 2 cores; what 30
-   costs is measured in docs/benchmark-rules.md.
+   costs on a 500-node cluster is measured in docs/benchmark-rules.md.
 3. Timestamps around "now". Prometheus evaluates rules at wall-clock time, so the data must
    cover [first measured evaluation - window - history, last measured evaluation]. The script
    estimates how long generation, backfill and compaction will take (from the sample counts and
@@ -543,7 +543,10 @@ def main(argv=None):
     parser.add_argument("--compare-cycles", type=int,
                         help="the same for the inlined and --also variants (default 3; 1 above 2,000 nodes)")
     parser.add_argument("--rules", default=str(DEFAULT_RULES), help="rule file (default: the rendered pack)")
-    parser.add_argument("--also", action="append", default=[], metavar="RULES",
+    parser.add_argument("--also-groups", metavar="REGEX",
+                        help="measure only the groups of the --also files whose name matches (e.g. one cluster's "
+                             "groups of a pack rendered with settings.shard_by_cluster: '-prod-01$')")
+    parser.add_argument("--also", action="append", default=[], metavar="[NAME=]RULES",
                         help="another rule file to measure on the same data (repeatable), e.g. a reshaped pack")
     parser.add_argument("--no-inline", action="store_true", help="skip the variant without recording rules")
     parser.add_argument("--jobs", type=int, default=2, help="promtool processes at a time (default 2)")
@@ -569,8 +572,15 @@ def main(argv=None):
                 variants.append(("inlined", RulePack.from_document(doc, "inlined")))
         except ValueError as e:
             log(f"no inlined variant: {e}")
-    for path in args.also:
-        variants.append((Path(path).stem, RulePack.load(path)))
+    for spec in args.also:
+        name, _, path = spec.rpartition("=") if "=" in spec and not Path(spec).exists() else ("", "", spec)
+        also = RulePack.load(path)
+        if args.also_groups:
+            kept = [g for g in also.raw_groups if re.search(args.also_groups, g["name"])]
+            if not kept:
+                raise SystemExit(f"--also-groups {args.also_groups!r} matches no group of {path}")
+            also = RulePack.from_document({"groups": kept}, path)
+        variants.append((name or Path(path).stem, also))
 
     workdir = Path(tempfile.mkdtemp(prefix="cilium-day2-rule-cost-", dir=args.workdir))
     children = Children()
@@ -784,12 +794,21 @@ def print_report(rep, variants):
     totals = {n: 0.0 for n in names}
     cpu_totals = {n: 0.0 for n in names}
     others = {n: [] for n in names}
+
+    def row_of(g):
+        """Base group a variant's group belongs to (`cilium-day2-kvstore-prod-01` -> `cilium-day2-kvstore`)."""
+        return next((b for b, _ in base.groups if g == b or g.startswith(b + "-")), g)
+
+    merged = {n: {} for n in names}
+    for n in names:
+        for g, r in res.get(n, {}).items():
+            merged[n][row_of(g)] = (r, rep["series_read"].get(n, {}).get(g, 0))
+    groups = list(dict.fromkeys(row_of(g) for g in groups))
     for g in groups:
         nrec, nal = counts.get(g, (0, 0))
         line = f"{g:<27}{nrec:>4}{nal:>6} |"
         for n in names:
-            r = res.get(n, {}).get(g)
-            s = rep["series_read"].get(n, {}).get(g, 0)
+            r, s = merged[n].get(g, (None, 0))
             if r:
                 cpu = f"{1e3 * r['cpu_seconds']:>8.0f}" if r.get("cpu_seconds") is not None else f"{'-':>8}"
                 line += f"{s / 1e3:>9.0f}k{1e3 * r['seconds']:>9.1f}{cpu}{r['samples']:>7} |"
@@ -816,7 +835,7 @@ def print_report(rep, variants):
     print(f"\ntarget: whole pack < {TARGET_SECONDS:g} s per evaluation cycle; {where}: {tot:.2f} s -> {verdict} the target")
     read = sum(rep["series_read"].get("recorded", {}).values())
     if read:
-        print(f"        {1e6 * tot / read:.1f} us of evaluation per raw series read ({read:,} series, "
+        print(f"        {1e6 * tot / read:.1f} us of evaluation per raw series read ({int(read):,} series, "
               f"{read / max(rep['nodes'], 1):.0f} per node): evaluation time grows with the series each cycle selects")
     ctot = cpu_totals["recorded"]
     print(f"        Prometheus CPU per cycle {ctot:.2f} s = {100 * ctot / 30:.0f}% of one core at a 30 s evaluation "

@@ -104,6 +104,10 @@ class Settings:
     datadog_cloud_api: str = "ec2"
     # Datadog service checks run every check interval; used to turn `for` into check runs.
     datadog_check_interval: int = 15
+    # Prometheus rules: render each group once per listed cluster, each copy selecting only that
+    # cluster's series. For a central Thanos/Mimir/Cortex ruler watching many clusters: rulers
+    # spread groups over their replicas, and each group reads one cluster. Empty: one copy.
+    shard_by_cluster: Tuple[str, ...] = ()
 
     def job(self, target: str) -> str:
         return {"agent": self.agent_job, "operator": self.operator_job, "hubble": self.hubble_job}[target]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Mapping, Union
@@ -87,6 +88,14 @@ def _setting(source, name, value):
             bad = [v for v in value if v not in CLOUD_APIS]
             if bad:
                 _fail(source, key, f"`{bad[0]}` is not one of {', '.join(CLOUD_APIS)}")
+        if name == "shard_by_cluster":
+            # Each cluster names a copy of every rule group; Prometheus refuses two groups of one name.
+            seen = {}
+            for v in value:
+                slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", v)
+                if slug in seen:
+                    _fail(source, key, f"`{v}` and `{seen[slug]}` give the same rule group names; list each cluster once")
+                seen[slug] = v
         return tuple(value)
     if isinstance(default, bool) or isinstance(default, int):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:

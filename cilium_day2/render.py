@@ -29,7 +29,7 @@ from typing import Dict, List, Optional
 import jinja2
 
 from .backends.datadog import DatadogQuery, Unsupported, metric_name
-from .backends.prometheus import PromQL
+from .backends.prometheus import PromQL, quote
 from .catalog import Catalog, Signal, format_duration, load_catalog
 from .errors import UserError
 from .query import Quantile
@@ -157,28 +157,35 @@ def prometheus_annotations(signal: Signal, severity: str, threshold: float, sett
 
 
 def prometheus_groups(catalog: Catalog) -> List[dict]:
-    prom = PromQL(catalog.settings)
+    """Rule groups, one per area; with `settings.shard_by_cluster`, one per area and cluster,
+    each selecting only its cluster's series (for central rulers that spread groups)."""
+    settings = catalog.settings
     groups = []
-    for area, signals in catalog.by_area():
-        rules = []
-        for s in signals:
-            value = prom.expr(s)
-            thresholds = s.thresholds()
-            if len(thresholds) > 1 and not isinstance(s.query.expr, Quantile):
-                # The warning and the critical rule share one recorded series: the query runs once.
-                record = prom.record_name(s)
-                rules.append({"record": record, "expr": value})
-                value = record
-            for severity, threshold in thresholds:
-                rules.append({
-                    "alert": s.alert_name,
-                    "expr": prom.condition(value, s, threshold),
-                    "for": format_duration(s.hold) if s.hold else None,
-                    "labels": {"severity": severity, "area": s.area, "signal": s.id},
-                    "annotations": prometheus_annotations(s, severity, threshold, catalog.settings),
-                })
-        if rules:
-            groups.append({"name": f"cilium-day2-{area.id.replace('_', '-')}", "rules": hoist_shared(rules)})
+    for shard in settings.shard_by_cluster or (None,):
+        scope = f"{settings.cluster_label}={quote(shard)}" if shard else ""
+        prom = PromQL(settings, extra=[scope] if scope else [])
+        suffix = "-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", shard) if shard else ""
+        for area, signals in catalog.by_area():
+            rules = []
+            for s in signals:
+                value = prom.expr(s)
+                thresholds = s.thresholds()
+                if len(thresholds) > 1 and not isinstance(s.query.expr, Quantile):
+                    # The warning and the critical rule share one recorded series: the query runs once.
+                    record = prom.record_name(s)
+                    rules.append({"record": record, "expr": value})
+                    value = f"{record}{{{scope}}}" if scope else record
+                for severity, threshold in thresholds:
+                    rules.append({
+                        "alert": s.alert_name,
+                        "expr": prom.condition(value, s, threshold),
+                        "for": format_duration(s.hold) if s.hold else None,
+                        "labels": {"severity": severity, "area": s.area, "signal": s.id},
+                        "annotations": prometheus_annotations(s, severity, threshold, settings),
+                    })
+            if rules:
+                groups.append({"name": f"cilium-day2-{area.id.replace('_', '-')}{suffix}",
+                               "rules": hoist_shared(rules, scope)})
     return groups
 
 
@@ -191,11 +198,14 @@ _LEAF_RE = re.compile(
 _EQ_MATCHER_RE = re.compile(r'^\s*([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"\s*$')
 
 
-def _leaf_record_name(match) -> Optional[str]:
-    """`level:metric:operation` for a leaf, or None when its matchers cannot be named plainly."""
+def _leaf_record_name(match, scope: str = "") -> Optional[str]:
+    """`level:metric:operation` for a leaf, or None when its matchers cannot be named plainly.
+    The shard's own matcher (`scope`) is not part of the name."""
     agg, by, fn, family, matchers, window = match.groups()
     suffix = []
     for part in (matchers.split(",") if matchers else []):
+        if scope and part.strip() == scope:
+            continue
         m = _EQ_MATCHER_RE.match(part)
         if not m:
             return None
@@ -206,7 +216,7 @@ def _leaf_record_name(match) -> Optional[str]:
     return f"{level}:{metric}:{op}"
 
 
-def hoist_shared(rules: List[dict]) -> List[dict]:
+def hoist_shared(rules: List[dict], scope: str = "") -> List[dict]:
     """Record each leaf that several rules of a group read, once, ahead of them.
 
     Quantile alerts share their `_count` rate between the warning and the critical rule and
@@ -219,7 +229,7 @@ def hoist_shared(rules: List[dict]) -> List[dict]:
     for rule in rules:
         for m in _LEAF_RE.finditer(rule["expr"]):
             counts[m.group(0)] = counts.get(m.group(0), 0) + 1
-            names.setdefault(m.group(0), _leaf_record_name(m))
+            names.setdefault(m.group(0), _leaf_record_name(m, scope))
     taken = {r.get("record") for r in rules}
     shared = []
     for leaf, n in counts.items():
@@ -231,10 +241,11 @@ def hoist_shared(rules: List[dict]) -> List[dict]:
     if not shared:
         return rules
     out = [{"record": name, "expr": leaf} for leaf, name in shared]
+    ref = f"{{{scope}}}" if scope else ""
     for rule in rules:
         expr = rule["expr"]
         for leaf, name in shared:
-            expr = expr.replace(leaf, name)
+            expr = expr.replace(leaf, name + ref)
         out.append({**rule, "expr": expr})
     return out
 

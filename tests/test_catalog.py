@@ -94,6 +94,8 @@ def test_overrides_change_thresholds_windows_names_and_enablement(tmp_path):
     ({"signals": {"bpf_map_pressure": {"enabled": "yes"}}}, ["signals.bpf_map_pressure.enabled", "true or false"]),
     ({"settings": {"cluster_lable": "x"}}, ["settings.cluster_lable", "unknown setting", "cluster_label"]),
     ({"settings": {"cloud_apis": ["gcp"]}}, ["settings.cloud_apis", "gcp", "ec2"]),
+    ({"settings": {"shard_by_cluster": ["prod 1", "prod-1"]}}, ["settings.shard_by_cluster", "same rule group names"]),
+    ({"settings": {"shard_by_cluster": []}}, ["settings.shard_by_cluster", "non-empty list"]),
     ({"signalz": {}}, ["signalz", "valid keys", "signals"]),
     ({"signals": {"bpf_map_pressure": {"warning": None, "critical": None}}}, ["at least one"]),
 ])

@@ -94,6 +94,34 @@ def test_promtool_unit_tests_for_every_alert(rendered, tmp_path):
 
 
 @pytest.mark.prometheus
+def test_rules_sharded_by_cluster_alert_once_from_their_own_cluster_group(tmp_path):
+    """`settings.shard_by_cluster`: one copy of each group per cluster, each selecting only its
+    cluster. The same promtool cases (series of cluster c1) pass: c1's groups fire, the others
+    stay silent, and no alert is doubled."""
+    require_promtool()
+    catalog = load_catalog({**ALL_ON, "settings": {"shard_by_cluster": ["c0", "c1", "c2"]}})
+    rules = render.render_prometheus(catalog)[render.RULES_FILE]
+    groups = yaml.safe_load(rules)["groups"]
+    areas = {g["name"] for g in yaml.safe_load((ROOT / render.RULES_FILE).read_text())["groups"]}
+    assert {g["name"] for g in groups} == {f"{a}-{c}" for a in areas for c in ("c0", "c1", "c2")}
+    for group in groups:
+        shard = group["name"].rsplit("-", 1)[1]
+        for rule in group["rules"]:
+            # Every selector (raw series and recordings alike) carries the shard's cluster.
+            selectors = re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?(?=\[|\)| |$)", rule["expr"])
+            for name, matchers in selectors:
+                if name.startswith(("cilium_", "hubble_", "up")) or name.count(":") == 2:
+                    assert f'cluster="{shard}"' in matchers, (group["name"], rule["expr"])
+    (tmp_path / "rules.yml").write_text(rules)
+    check = promtool("check", "rules", str(tmp_path / "rules.yml"))
+    assert check.returncode == 0, check.stdout + check.stderr
+    tests = build_tests(catalog, str(tmp_path / "rules.yml"), load_scenarios())
+    (tmp_path / "t.yml").write_text(yaml.safe_dump(tests, sort_keys=False, width=200))
+    result = promtool("test", "rules", str(tmp_path / "t.yml"))
+    assert result.returncode == 0, (result.stdout + result.stderr)[-20000:]
+
+
+@pytest.mark.prometheus
 def test_promtool_unit_tests_catch_a_wrong_threshold(rendered, tmp_path):
     """The generated tests are not vacuous: moving one threshold makes them fail."""
     require_promtool()
