@@ -184,8 +184,12 @@ def prometheus_groups(catalog: Catalog) -> List[dict]:
                         "annotations": prometheus_annotations(s, severity, threshold, settings),
                     })
             if rules:
-                groups.append({"name": f"cilium-day2-{area.id.replace('_', '-')}{suffix}",
-                               "rules": hoist_shared(rules, scope)})
+                rules = hoist_shared(rules, scope)
+                if shard:
+                    # The copies differ only by their selectors; a static cluster label (the value
+                    # the series carry anyway) keeps them distinct for `promtool check rules`.
+                    rules = [{**r, "labels": {settings.cluster_label: shard, **r.get("labels", {})}} for r in rules]
+                groups.append({"name": f"cilium-day2-{area.id.replace('_', '-')}{suffix}", "rules": rules})
     return groups
 
 

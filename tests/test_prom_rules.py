@@ -113,8 +113,10 @@ def test_rules_sharded_by_cluster_alert_once_from_their_own_cluster_group(tmp_pa
                 if name.startswith(("cilium_", "hubble_", "up")) or name.count(":") == 2:
                     assert f'cluster="{shard}"' in matchers, (group["name"], rule["expr"])
     (tmp_path / "rules.yml").write_text(rules)
-    check = promtool("check", "rules", str(tmp_path / "rules.yml"))
+    check = promtool("check", "rules", "--lint=all", "--lint-fatal", str(tmp_path / "rules.yml"))
     assert check.returncode == 0, check.stdout + check.stderr
+    crd = yaml.safe_load(render.render_prometheus(catalog)[render.CRD_FILE])
+    assert crd["spec"]["groups"] == groups
     tests = build_tests(catalog, str(tmp_path / "rules.yml"), load_scenarios())
     (tmp_path / "t.yml").write_text(yaml.safe_dump(tests, sort_keys=False, width=200))
     result = promtool("test", "rules", str(tmp_path / "t.yml"))
