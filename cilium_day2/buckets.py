@@ -75,13 +75,10 @@ def check_quantile_threshold(where: str, metrics: Sequence[str], severity: str, 
         raise CatalogError(f"{where}.{severity}: {why}; choose one of {_fmt(usable)}")
 
 
-def le_regex(value: float) -> str:
-    """An RE2 alternation matching the `le` label of bound `value` as exposed in Prometheus
-    text format (`1`) and as OpenMetrics or Prometheus 3 normalise it (`1.0`)."""
+def le_forms(value: float) -> Tuple[str, ...]:
+    """The `le` label values of bound `value`: as Prometheus text format writes it (`1`), and as
+    OpenMetrics and Prometheus 3 normalise it (`1.0`)."""
     text = f"{value:g}"
     if "e" in text:
         text = repr(float(value))
-    forms = [text]
-    if "." not in text:
-        forms.append(text + ".0")
-    return "|".join(f.replace(".", "\\.") for f in forms)
+    return (text,) if "." in text else (text, text + ".0")

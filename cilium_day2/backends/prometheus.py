@@ -7,9 +7,10 @@ Thanos/Mimir ruler watching many clusters keeps them apart.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import List, Optional, Sequence
 
-from ..buckets import le_regex
+from ..buckets import le_forms
 from ..catalog import Settings, Signal, format_duration
 from ..query import (
     Changes, Delta, Distinct, Increase, Match, Outlier, Quantile, Rate, Ratio, Selector, Up, Value,
@@ -137,17 +138,16 @@ class PromQL:
         the catalog checks it). It reads the `le=T` bucket and `_count` of each label set
         instead of every bucket, which is what makes latency alerts cheap on large fleets.
         """
-        node = signal.query.expr
+        sel = signal.query.expr.selector
+        in_bucket = dataclasses.replace(sel, match=sel.match + (Match("le", "in", le_forms(bound)),))
         per_node = signal.component in ("agent", "hubble")
         w, by = self.window(signal), self.by(signal.group_by)
-        le = f"le=~{quote(le_regex(bound))}"
 
         def build(f):
-            bucket = self.selector(f + "_bucket", node.selector, per_node)
-            bucket = bucket[:-1] + f", {le}}}" if bucket.endswith("}") else f"{bucket}{{{le}}}"
-            count = self.selector(f + "_count", node.selector, per_node)
+            bucket = self.selector(f + "_bucket", in_bucket, per_node)
+            count = self.selector(f + "_count", sel, per_node)
             return f"sum by ({by}) (rate({bucket}[{w}])) / sum by ({by}) (rate({count}[{w}]))"
-        return self._union(node.selector, build)
+        return self._union(sel, build)
 
     def condition(self, value_expr: str, signal: Signal, threshold: float) -> str:
         if isinstance(signal.query.expr, Quantile):
