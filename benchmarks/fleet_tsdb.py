@@ -40,6 +40,7 @@ import ast
 import re
 import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import yaml
@@ -261,10 +262,18 @@ class RulePack:
 
 # --- fleet model -------------------------------------------------------------------------------
 
-DEF_BUCKETS = ("0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf")
-QUEUE_BUCKETS = ("0.002", "0.005", "0.01", "0.015", "0.025", "0.05", "0.1", "0.25", "0.5", "0.75", "1", "+Inf")
-CLOUD_API_BUCKETS = ("0.005", "0.025", "0.05", "0.1", "0.2", "0.4", "0.6", "0.8", "1", "1.25", "1.5", "2", "3", "4", "5",
-                     "6", "8", "10", "15", "20", "30", "45", "60", "+Inf")
+HISTOGRAMS_FILE = Path(__file__).resolve().parent.parent / "cilium_day2" / "data" / "histograms.yaml"
+
+
+def _cilium_buckets(family: str, layout: int = 0) -> Tuple[str, ...]:
+    """`le` values of one of Cilium's bucket layouts (the catalog's data file), `+Inf` last."""
+    layouts = yaml.safe_load(HISTOGRAMS_FILE.read_text())["families"][family]
+    return tuple(f"{float(b):g}" for b in layouts[layout]["buckets"]) + ("+Inf",)
+
+
+DEF_BUCKETS = _cilium_buckets("cilium_kvstore_operations_duration_seconds")
+QUEUE_BUCKETS = _cilium_buckets("cilium_kvstore_events_queue_seconds")
+CLOUD_API_BUCKETS = _cilium_buckets("cilium_operator_{cloud}_api_duration_seconds", layout=-1)  # the newer layout
 AZS = ("us-east-1a", "us-east-1b", "us-east-1c")
 VERSION, NEXT_VERSION = "1.18.2", "1.18.3"
 MESH_SIZE = 4  # clusters are meshed in groups of this many (clustermesh peers)

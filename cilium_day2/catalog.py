@@ -153,6 +153,11 @@ class Signal:
     def alert_name(self) -> str:
         return "Cilium" + "".join(part.capitalize() for part in self.id.split("_"))
 
+    @property
+    def quantile(self) -> Optional[Quantile]:
+        """The query's quantile node when the signal is a quantile of a histogram, else None."""
+        return self.query.expr if isinstance(self.query.expr, Quantile) else None
+
     def thresholds(self) -> List[Tuple[str, float]]:
         """(severity, threshold) pairs that are set, least severe first."""
         return [(sev, val) for sev, val in (("warning", self.warning), ("critical", self.critical)) if val is not None]

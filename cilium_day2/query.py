@@ -506,8 +506,7 @@ class Evaluator:
         below: Dict[GroupKey, float] = defaultdict(float)
         total: Dict[GroupKey, float] = defaultdict(float)
         for labels, rate in self._counter_rates(node.selector, self._names(node.selector, "_bucket")):
-            le = labels.get("le")
-            if le not in (None, "+Inf", "Inf", "inf") and float(le) == bound:
+            if _le_bound(labels) == bound:
                 below[_key(labels, by)] += rate
         for labels, rate in self._counter_rates(node.selector, self._names(node.selector, "_count")):
             total[_key(labels, by)] += rate
@@ -517,17 +516,23 @@ class Evaluator:
         buckets: Dict[GroupKey, Dict[float, float]] = defaultdict(lambda: defaultdict(float))
         names = self._names(node.selector, "_bucket")
         for labels, rate in self._counter_rates(node.selector, names):
-            le = labels.get("le")
-            if le is None:
-                continue
-            bound = math.inf if le in ("+Inf", "Inf", "inf") else float(le)
-            buckets[_key(labels, by)][bound] += rate
+            bound = _le_bound(labels)
+            if bound is not None:
+                buckets[_key(labels, by)][bound] += rate
         out = {}
         for key, per_le in buckets.items():
             value = histogram_quantile(node.q, sorted(per_le.items()))
             if value is not None:
                 out[key] = value
         return out
+
+
+def _le_bound(labels: Mapping[str, str]) -> Optional[float]:
+    """A bucket sample's upper bound (`le`, `1` or `1.0` alike), None without one."""
+    le = labels.get("le")
+    if le is None:
+        return None
+    return math.inf if le in ("+Inf", "Inf", "inf") else float(le)
 
 
 def histogram_quantile(q: float, cumulative: Sequence[Tuple[float, float]]) -> Optional[float]:

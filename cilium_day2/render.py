@@ -32,7 +32,6 @@ from .backends.datadog import DatadogQuery, Unsupported, metric_name
 from .backends.prometheus import PromQL, quote
 from .catalog import Catalog, Signal, format_duration, load_catalog
 from .errors import UserError
-from .query import Quantile
 
 TEMPLATES = Path(__file__).parent / "templates"
 BACKENDS = ("datadog", "prometheus", "grafana")
@@ -134,11 +133,11 @@ def prometheus_annotations(signal: Signal, severity: str, threshold: float, sett
             who = who.replace(f"{{{{ $labels.{label} }}}}", labels.get(label, ""))
         val = format_value(signal.unit, value)
     thr = format_value(signal.unit, threshold)
-    if isinstance(signal.query.expr, Quantile):
+    if signal.quantile:
         # The rule's value is the share of observations at or below the threshold (a bucket bound).
         share = "{{ $value | humanizePercentage }}" if labels is None else format_value("ratio", value)
         description = (
-            f"{signal.title}: the p{100 * signal.query.expr.q:g} is {comparison_text(signal)} the {severity} "
+            f"{signal.title}: the p{100 * signal.quantile.q:g} is {comparison_text(signal)} the {severity} "
             f"threshold of {thr} for {who} ({share} of the observations took {thr} or less). {signal.meaning}"
         )
     else:
@@ -168,9 +167,10 @@ def prometheus_groups(catalog: Catalog) -> List[dict]:
         for area, signals in catalog.by_area():
             rules = []
             for s in signals:
-                value = prom.expr(s)
+                # A quantile alert reads its threshold's bucket (PromQL.condition), not this value.
+                value = None if s.quantile else prom.expr(s)
                 thresholds = s.thresholds()
-                if len(thresholds) > 1 and not isinstance(s.query.expr, Quantile):
+                if len(thresholds) > 1 and not s.quantile:
                     # The warning and the critical rule share one recorded series: the query runs once.
                     record = prom.record_name(s)
                     rules.append({"record": record, "expr": value})
@@ -615,9 +615,8 @@ def render_docs(catalog: Catalog) -> Dict[str, str]:
                 "group_text": ", ".join(s.group_by), "enabled": s.enabled, "meaning": s.meaning,
                 "runbook": s.runbook, "defaults_reason": s.defaults_reason or "—",
                 "alert_name": s.alert_name, "promql": prom.expr(s), "datadog": dd_query, "datadog_reason": reason,
-                "prom_alerts": ([(sev, prom.condition("", s, thr)) for sev, thr in s.thresholds()]
-                                if isinstance(s.query.expr, Quantile) else []),
-                "q_percent": f"{100 * s.query.expr.q:g}%" if isinstance(s.query.expr, Quantile) else "",
+                "prom_alerts": [(sev, prom.condition(None, s, thr)) for sev, thr in s.thresholds()] if s.quantile else [],
+                "q_percent": f"{100 * s.quantile.q:g}%" if s.quantile else "",
             })
         areas.append((area, items))
     doc = _env.get_template("signals.md.j2").render(table=signals_table(catalog).replace(f"({SIGNALS_DOC}#", "(#"),

@@ -138,7 +138,7 @@ class PromQL:
         the catalog checks it). It reads the `le=T` bucket and `_count` of each label set
         instead of every bucket, which is what makes latency alerts cheap on large fleets.
         """
-        sel = signal.query.expr.selector
+        sel = signal.quantile.selector
         in_bucket = dataclasses.replace(sel, match=sel.match + (Match("le", "in", le_forms(bound)),))
         per_node = signal.component in ("agent", "hubble")
         w, by = self.window(signal), self.by(signal.group_by)
@@ -149,10 +149,12 @@ class PromQL:
             return f"sum by ({by}) (rate({bucket}[{w}])) / sum by ({by}) (rate({count}[{w}]))"
         return self._union(sel, build)
 
-    def condition(self, value_expr: str, signal: Signal, threshold: float) -> str:
-        if isinstance(signal.query.expr, Quantile):
+    def condition(self, value_expr: Optional[str], signal: Signal, threshold: float) -> str:
+        """The alert expression: `value_expr` against the threshold. A quantile signal instead
+        compares the share of observations within the threshold with q (no value needed)."""
+        if signal.quantile:
             # The quantile is above T exactly when less than q of the observations are <= T.
-            q = signal.query.expr.q
+            q = signal.quantile.q
             cond = f"{self.within(signal, threshold)} {'<' if signal.comparison == '>' else '>='} {q:g}"
         else:
             cond = f"{value_expr} {signal.comparison} {threshold:g}"

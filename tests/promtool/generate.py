@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from cilium_day2.catalog import Catalog, format_duration
-from cilium_day2.query import Quantile, Sample, Snapshot, breaches, evaluate, fraction_within
+from cilium_day2.query import Sample, Snapshot, breaches, evaluate, fraction_within
 from cilium_day2.render import prometheus_annotations
 
 SCENARIOS = Path(__file__).with_name("scenarios.yaml")
@@ -93,7 +93,7 @@ def expected_alerts(signal, catalog: Catalog, series: dict, at: int):
         for severity, threshold in signal.thresholds():
             if breaches(value, signal.comparison, threshold):
                 shown = value
-                if isinstance(signal.query.expr, Quantile):
+                if signal.quantile:
                     # The rule's value: the share of observations at or below the threshold bound.
                     shown = fraction_within(signal.query, snaps, by, signal.window, threshold, s.cloud_apis)[key]
                 alerts.append({
