@@ -138,13 +138,13 @@ def make_check(mode, urls):
             setattr(stub, attr, getattr(sink, attr))
 
     if mode == "cilium_day2":
-        from cilium_day2 import CiliumDay2Check
+        from datadog_checks.cilium_day2 import CiliumDay2Check
 
         instance = {f"{component}_endpoint": url for component, url in urls.items()}
         return CiliumDay2Check("cilium_day2", {}, [instance]), sink
 
     from cilium_day2 import metrics
-    from cilium_day2.config import metric_config
+    from datadog_checks.cilium_day2.config import metric_config
 
     class StockCheck(OpenMetricsBaseCheckV2):
         __NAMESPACE__ = "cilium_stock"

@@ -25,11 +25,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, List, Optional
 
-from .config import safe_url
 from .errors import UserError
 from .evaluate import CRITICAL, NO_DATA, OK, WARNING, evaluate_catalog, overall
 from .query import Sample, Snapshot
 from .reader import SAMPLE_RE, parse_labels
+from .urls import safe_url
 
 EXIT = {OK: 0, WARNING: 1, CRITICAL: 2}
 EXIT_UNEVALUATED = 3

@@ -11,7 +11,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "assets" / "configuration" / "spec.yaml"
-TARGETS = [ROOT / "conf.yaml.example", ROOT / "cilium_day2" / "data" / "conf.yaml.example"]
+TARGETS = [ROOT / "conf.yaml.example", ROOT / "datadog_checks" / "cilium_day2" / "data" / "conf.yaml.example"]
 
 
 def _type_name(value):

@@ -2,7 +2,8 @@
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from cilium_day2 import CiliumDay2Check, metrics
+from cilium_day2 import metrics
+from datadog_checks.cilium_day2 import CiliumDay2Check
 
 NAMESPACE = "cilium_day2"
 

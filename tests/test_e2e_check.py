@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cilium_day2 import CiliumDay2Check
+from datadog_checks.cilium_day2 import CiliumDay2Check
 from cilium_day2.simulator.model import AGENT, HUBBLE, OPERATOR, Clock
 from cilium_day2.simulator.scenarios import load_scenarios
 from cilium_day2.simulator.server import Simulation

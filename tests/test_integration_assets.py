@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from cilium_day2 import metrics
-from cilium_day2.config import ENDPOINT_OPTIONS, build_scraper_configs
+from datadog_checks.cilium_day2.config import ENDPOINT_OPTIONS, build_scraper_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,7 +60,7 @@ def test_conf_example_is_generated_from_the_spec_and_documents_every_option():
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     example = (ROOT / "conf.yaml.example").read_text()
-    assert example == (ROOT / "cilium_day2" / "data" / "conf.yaml.example").read_text()
+    assert example == (ROOT / "datadog_checks" / "cilium_day2" / "data" / "conf.yaml.example").read_text()
     spec = yaml.safe_load((ROOT / "assets" / "configuration" / "spec.yaml").read_text())
     instance_options = {o["name"] for s in spec["files"][0]["options"] if s["name"] == "instances" for o in s["options"]}
     for option in set(ENDPOINT_OPTIONS) | {"hubble_include_labels", "tags", "auth_token", "timeout"}:
@@ -73,7 +73,7 @@ def test_conf_example_is_generated_from_the_spec_and_documents_every_option():
 
 
 def test_auto_conf_schedules_the_agent_and_is_valid():
-    conf = yaml.safe_load((ROOT / "cilium_day2" / "data" / "auto_conf.yaml").read_text())
+    conf = yaml.safe_load((ROOT / "datadog_checks" / "cilium_day2" / "data" / "auto_conf.yaml").read_text())
     assert "cilium-agent" in conf["ad_identifiers"]
     (instance,) = conf["instances"]
     assert ":9962/" in instance["agent_endpoint"]

@@ -4,11 +4,12 @@ The check class only turns options into configurations; validation lives here so
 option fails at load time with a message that names it.
 """
 
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from datadog_checks.base import ConfigurationError
 
-from . import metrics
+from cilium_day2 import metrics
+from cilium_day2.urls import safe_url
 
 # option name -> (component, default port shown in error messages)
 ENDPOINT_OPTIONS = {
@@ -25,18 +26,6 @@ SCRAPER_DEFAULTS = {
     # The check reports one service check per component itself (see scraper.py).
     "enable_health_service_check": False,
 }
-
-
-def safe_url(url):
-    """The URL without credentials or query string, for logs and messages."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def validate_endpoint(option, value):

@@ -9,9 +9,9 @@ from requests.exceptions import ContentDecodingError, ChunkedEncodingError, HTTP
 from datadog_checks.base.checks.openmetrics.v2.scraper import OpenMetricsScraper
 from datadog_checks.base.constants import ServiceCheck
 
-from . import metrics
-from .config import safe_url
-from .reader import ExpositionReader, FamilyPlan
+from cilium_day2 import metrics
+from cilium_day2.reader import ExpositionReader, FamilyPlan
+from cilium_day2.urls import safe_url
 
 INF = float("inf")
 
@@ -35,7 +35,10 @@ class CiliumScraper(OpenMetricsScraper):
         self.component = config["cilium_component"]
         self.SERVICE_CHECK_HEALTH = f"{self.component}.openmetrics.health"
         self.display_url = safe_url(self.endpoint)
-        self.multi_buckets = check.multiple_histogram_buckets_unsupported_reason() is None
+        # Several buckets per call needs datadog-checks-base 38.5+ and an Agent that supports it;
+        # older Agents get one call per bucket.
+        unsupported_reason = getattr(check, "multiple_histogram_buckets_unsupported_reason", None)
+        self.multi_buckets = unsupported_reason is not None and unsupported_reason() is None
 
         reduce_labels = {}
         if self.component == "hubble":
