@@ -2,13 +2,11 @@
 
 Data, not code. Keys are family names as Cilium exposes them (counters keep their `_total`
 suffix, so the keys are the same strings the Prometheus rules query). Values are Datadog names
-without the `cilium_day2.` namespace. The naming rule, enforced by a test so that every name is
-predictable from the Cilium one:
-
-* drop the `cilium_` prefix and a trailing `_total`;
-* the first word becomes a dotted area (`bpf_map_pressure` -> `bpf.map_pressure`);
-  operator families keep `operator.` and their area (`operator.ipam.available_ips`);
-  Hubble families become `hubble.<rest>`.
+without the `cilium_day2.` namespace. Where Datadog's official `cilium` check collects the same
+family, the name is the one it submits (`drop_count`, `datapath.conntrack_gc.runs`,
+`kvstore.operations_duration.seconds`, ...), so that a query moves between `cilium.` and
+`cilium_day2.` by its namespace alone. Families it lacks (Hubble, kvstore sync, ipcache events,
+Alibaba Cloud) are named in the same style.
 
 The check adds `.count` to counters and `.sum`/`.count` to histograms, as OpenMetrics V2 checks
 do; the buckets of the histograms in `DISTRIBUTIONS` are sent as a distribution under the bare
@@ -24,34 +22,34 @@ AGENT_METRICS = {
     # BPF maps
     "cilium_bpf_map_pressure": "bpf.map_pressure",  # series exist only above an internal threshold
     "cilium_bpf_map_ops_total": "bpf.map_ops",  # label `map_name`; very old versions used `mapName`
-    "cilium_bpf_map_capacity": "bpf.map_capacity",  # 1.15+
-    "cilium_bpf_maps_virtual_memory_max_bytes": "bpf.maps_virtual_memory_max_bytes",
-    "cilium_bpf_progs_virtual_memory_max_bytes": "bpf.progs_virtual_memory_max_bytes",
+    "cilium_bpf_map_capacity": "bpf.map.capacity",  # 1.15+
+    "cilium_bpf_maps_virtual_memory_max_bytes": "bpf.maps.virtual_memory.max.bytes",
+    "cilium_bpf_progs_virtual_memory_max_bytes": "bpf.progs.virtual_memory.max.bytes",
     # Drops, forwards and conntrack
-    "cilium_drop_count_total": "drop.count",
-    "cilium_drop_bytes_total": "drop.bytes",
-    "cilium_forward_count_total": "forward.count",
-    "cilium_forward_bytes_total": "forward.bytes",
-    "cilium_datapath_conntrack_gc_runs_total": "datapath.conntrack_gc_runs",
-    "cilium_datapath_conntrack_gc_entries": "datapath.conntrack_gc_entries",
-    "cilium_datapath_conntrack_gc_duration_seconds": "datapath.conntrack_gc_duration_seconds",
-    "cilium_datapath_conntrack_gc_key_fallbacks_total": "datapath.conntrack_gc_key_fallbacks",
-    "cilium_datapath_conntrack_dump_resets_total": "datapath.conntrack_dump_resets",
-    "cilium_datapath_nat_gc_entries": "datapath.nat_gc_entries",
+    "cilium_drop_count_total": "drop_count",
+    "cilium_drop_bytes_total": "drop_bytes",
+    "cilium_forward_count_total": "forward_count",
+    "cilium_forward_bytes_total": "forward_bytes",
+    "cilium_datapath_conntrack_gc_runs_total": "datapath.conntrack_gc.runs",
+    "cilium_datapath_conntrack_gc_entries": "datapath.conntrack_gc.entries",
+    "cilium_datapath_conntrack_gc_duration_seconds": "datapath.conntrack_gc.duration.seconds",
+    "cilium_datapath_conntrack_gc_key_fallbacks_total": "datapath.conntrack_gc.key_fallbacks",
+    "cilium_datapath_conntrack_dump_resets_total": "datapath.conntrack_dump.resets",
+    "cilium_datapath_nat_gc_entries": "datapath.nat_gc.entries",
     # Identity and ipcache
-    "cilium_identity": "identity",  # label `type`: cluster_local, node_local (+ reserved, well_known)
+    "cilium_identity": "identity.count",  # label `type`: cluster_local, node_local (+ reserved, well_known)
     "cilium_ipcache_errors_total": "ipcache.errors",
     "cilium_ipcache_events_total": "ipcache.events",
     # KVStore (kvstore identity mode or clustermesh only). No QPS counter: QPS is the rate of
     # the operations histogram's count.
-    "cilium_kvstore_operations_duration_seconds": "kvstore.operations_duration_seconds",
-    "cilium_kvstore_events_queue_seconds": "kvstore.events_queue_seconds",
+    "cilium_kvstore_operations_duration_seconds": "kvstore.operations_duration.seconds",
+    "cilium_kvstore_events_queue_seconds": "kvstore.events_queue.seconds",
     "cilium_kvstore_quorum_errors_total": "kvstore.quorum_errors",
     "cilium_kvstore_sync_errors_total": "kvstore.sync_errors",  # 1.14+
     "cilium_kvstore_sync_queue_size": "kvstore.sync_queue_size",  # 1.14+
     "cilium_kvstore_initial_sync_completed": "kvstore.initial_sync_completed",  # 1.14+
     # Control plane health
-    "cilium_controllers_failing": "controllers.failing",
+    "cilium_controllers_failing": "controllers.failing.count",
     "cilium_controllers_runs_total": "controllers.runs",
     "cilium_unreachable_nodes": "unreachable.nodes",
     "cilium_unreachable_health_endpoints": "unreachable.health_endpoints",
@@ -59,36 +57,36 @@ AGENT_METRICS = {
     "cilium_node_connectivity_status": "node.connectivity_status",  # older name of the above
     "cilium_endpoint_state": "endpoint.state",  # label `endpoint_state`
     "cilium_endpoint_regenerations_total": "endpoint.regenerations",
-    "cilium_endpoint_regeneration_time_stats_seconds": "endpoint.regeneration_time_stats_seconds",
-    "cilium_policy": "policy",
+    "cilium_endpoint_regeneration_time_stats_seconds": "endpoint.regeneration_time_stats.seconds",
+    "cilium_policy": "policy.count",
     "cilium_policy_change_total": "policy.change",  # 1.15+
     "cilium_policy_import_errors_total": "policy.import_errors",  # before 1.15
     "cilium_policy_implementation_delay": "policy.implementation_delay",
     "cilium_policy_endpoint_enforcement_status": "policy.endpoint_enforcement_status",
-    "cilium_api_limiter_processed_requests_total": "api.limiter_processed_requests",
-    "cilium_api_limiter_wait_duration_seconds": "api.limiter_wait_duration_seconds",  # a gauge
-    "cilium_k8s_client_api_calls_total": "k8s.client_api_calls",
-    "cilium_k8s_client_api_latency_time_seconds": "k8s.client_api_latency_time_seconds",
-    "cilium_errors_warnings_total": "errors.warnings",
-    "cilium_agent_api_process_time_seconds": "agent.api_process_time_seconds",
-    "cilium_process_start_time_seconds": "process.start_time_seconds",  # a change means a restart
+    "cilium_api_limiter_processed_requests_total": "api_limiter.processed_requests",
+    "cilium_api_limiter_wait_duration_seconds": "api_limiter.wait_duration.seconds",  # a gauge
+    "cilium_k8s_client_api_calls_total": "k8s_client.api_calls",
+    "cilium_k8s_client_api_latency_time_seconds": "k8s_client.api_latency_time.seconds",
+    "cilium_errors_warnings_total": "errors_warning",
+    "cilium_agent_api_process_time_seconds": "agent.api_process_time.seconds",
+    "cilium_process_start_time_seconds": "process.start_time.seconds",  # a change means a restart
     "cilium_version": "version",  # value 1, tag `cilium_version`; also the check's version metadata
 }
 
 # --- cilium-operator, :9963 (IPAM and cloud-API families come from the leader only) ---------
 OPERATOR_METRICS = {
     # Identity GC
-    "cilium_operator_identity_gc_entries": "operator.identity.gc_entries",
-    "cilium_operator_identity_gc_runs": "operator.identity.gc_runs",  # a gauge, not a counter
-    "cilium_operator_identity_gc_latency": "operator.identity.gc_latency",  # 1.17+, last run's duration
+    "cilium_operator_identity_gc_entries": "operator.identity_gc.entries",
+    "cilium_operator_identity_gc_runs": "operator.identity_gc.runs",  # a gauge, not a counter
+    "cilium_operator_identity_gc_latency": "operator.identity_gc.latency",  # 1.17+, last run's duration
     # Cloud APIs. Server-side throttling shows only as non-success `response_code` values.
-    "cilium_operator_ec2_api_duration_seconds": "operator.ec2.api_duration_seconds",
-    "cilium_operator_ec2_api_rate_limit_duration_seconds": "operator.ec2.api_rate_limit_duration_seconds",
-    "cilium_operator_azure_api_duration_seconds": "operator.azure.api_duration_seconds",
-    "cilium_operator_azure_api_rate_limit_duration_seconds": "operator.azure.api_rate_limit_duration_seconds",
-    "cilium_operator_alibabacloud_api_duration_seconds": "operator.alibabacloud.api_duration_seconds",
+    "cilium_operator_ec2_api_duration_seconds": "operator.ec2.api.duration.seconds",
+    "cilium_operator_ec2_api_rate_limit_duration_seconds": "operator.ec2.api.rate_limit.duration.seconds",
+    "cilium_operator_azure_api_duration_seconds": "operator.azure.api.duration.seconds",
+    "cilium_operator_azure_api_rate_limit_duration_seconds": "operator.azure.api.rate_limit.duration.seconds",
+    "cilium_operator_alibabacloud_api_duration_seconds": "operator.alibabacloud.api.duration.seconds",
     "cilium_operator_alibabacloud_api_rate_limit_duration_seconds": (
-        "operator.alibabacloud.api_rate_limit_duration_seconds"
+        "operator.alibabacloud.api.rate_limit.duration.seconds"
     ),
     # IPAM, per node
     "cilium_operator_ipam_available_ips": "operator.ipam.available_ips",
@@ -102,28 +100,28 @@ OPERATOR_METRICS = {
     "cilium_operator_ipam_allocation_ops": "operator.ipam.allocation_ops",  # before 1.14, `subnetId`
     "cilium_operator_ipam_release_ops": "operator.ipam.release_ops",  # before 1.14
     "cilium_operator_ipam_interface_creation_ops": "operator.ipam.interface_creation_ops",
-    "cilium_operator_ipam_available_ips_per_subnet": "operator.ipam.available_ips_per_subnet",
+    "cilium_operator_ipam_available_ips_per_subnet": "operator.ipam.available.ips_per_subnet",
     "cilium_operator_ipam_interface_candidates": "operator.ipam.interface_candidates",
     "cilium_operator_ipam_empty_interface_slots": "operator.ipam.empty_interface_slots",
     "cilium_operator_ipam_available_interfaces": "operator.ipam.available_interfaces",  # replaced by the two above
-    "cilium_operator_ipam_allocation_duration_seconds": "operator.ipam.allocation_duration_seconds",
-    "cilium_operator_ipam_release_duration_seconds": "operator.ipam.release_duration_seconds",
+    "cilium_operator_ipam_allocation_duration_seconds": "operator.ipam.allocation.duration.seconds",
+    "cilium_operator_ipam_release_duration_seconds": "operator.ipam.release.duration.seconds",
     "cilium_operator_ipam_resync_total": "operator.ipam.resync",
     # IPAM triggers
-    "cilium_operator_ipam_deficit_resolver_queued_total": "operator.ipam.deficit_resolver_queued",
-    "cilium_operator_ipam_deficit_resolver_folds": "operator.ipam.deficit_resolver_folds",
-    "cilium_operator_ipam_deficit_resolver_duration_seconds": "operator.ipam.deficit_resolver_duration_seconds",
-    "cilium_operator_ipam_deficit_resolver_latency_seconds": "operator.ipam.deficit_resolver_latency_seconds",
-    "cilium_operator_ipam_k8s_sync_queued_total": "operator.ipam.k8s_sync_queued",
-    "cilium_operator_ipam_k8s_sync_folds": "operator.ipam.k8s_sync_folds",
-    "cilium_operator_ipam_k8s_sync_duration_seconds": "operator.ipam.k8s_sync_duration_seconds",
-    "cilium_operator_ipam_k8s_sync_latency_seconds": "operator.ipam.k8s_sync_latency_seconds",
-    "cilium_operator_ipam_resync_queued_total": "operator.ipam.resync_queued",
-    "cilium_operator_ipam_resync_folds": "operator.ipam.resync_folds",
-    "cilium_operator_ipam_resync_duration_seconds": "operator.ipam.resync_duration_seconds",
-    "cilium_operator_ipam_resync_latency_seconds": "operator.ipam.resync_latency_seconds",
+    "cilium_operator_ipam_deficit_resolver_queued_total": "operator.ipam.deficit_resolver.queued",
+    "cilium_operator_ipam_deficit_resolver_folds": "operator.ipam.deficit_resolver.folds",
+    "cilium_operator_ipam_deficit_resolver_duration_seconds": "operator.ipam.deficit_resolver.duration.seconds",
+    "cilium_operator_ipam_deficit_resolver_latency_seconds": "operator.ipam.deficit_resolver.latency.seconds",
+    "cilium_operator_ipam_k8s_sync_queued_total": "operator.ipam.k8s_sync.queued",
+    "cilium_operator_ipam_k8s_sync_folds": "operator.ipam.k8s_sync.folds",
+    "cilium_operator_ipam_k8s_sync_duration_seconds": "operator.ipam.k8s_sync.duration.seconds",
+    "cilium_operator_ipam_k8s_sync_latency_seconds": "operator.ipam.k8s_sync.latency.seconds",
+    "cilium_operator_ipam_resync_queued_total": "operator.ipam.resync.queued",
+    "cilium_operator_ipam_resync_folds": "operator.ipam.resync.folds",
+    "cilium_operator_ipam_resync_duration_seconds": "operator.ipam.resync.duration.seconds",
+    "cilium_operator_ipam_resync_latency_seconds": "operator.ipam.resync.latency.seconds",
     # Restarts
-    "cilium_operator_process_start_time_seconds": "operator.process.start_time_seconds",
+    "cilium_operator_process_start_time_seconds": "operator.process.start_time.seconds",
 }
 
 # --- Hubble metrics server inside the agent, :9965 ------------------------------------------

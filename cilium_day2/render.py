@@ -578,7 +578,7 @@ def render_grafana(catalog: Catalog) -> Dict[str, str]:
 
 def _thr(signal: Signal, value) -> str:
     if value is None:
-        return "—"
+        return "-"
     op = signal.comparison
     return f"{op} {format_value(signal.unit, value)}"
 

@@ -78,7 +78,7 @@ def test_gc_runs_stays_a_gauge_even_when_exposed_as_counter(metrics_server, aggr
         'cilium_operator_identity_gc_runs{outcome="fail",identity_type="crd"} 3\n'
     )
     dd_run_check(make_check({"operator_endpoint": metrics_server.serve("/m", text)}))
-    aggregator.assert_metric("cilium_day2.operator.identity.gc_runs", 3, metric_type=aggregator.GAUGE,
+    aggregator.assert_metric("cilium_day2.operator.identity_gc.runs", 3, metric_type=aggregator.GAUGE,
                              tags=["outcome:fail", "identity_type:crd", "cilium_component:operator",
                                    f"endpoint:{metrics_server.url('/m')}"])
 
@@ -91,7 +91,7 @@ def test_reserved_labels_are_renamed(metrics_server, aggregator, dd_run_check):
         'cilium_version{version="1.18.2",revision="abc"} 1\n'
     )
     dd_run_check(make_check({"agent_endpoint": metrics_server.serve("/m", text)}))
-    aggregator.assert_metric_has_tag("cilium_day2.k8s.client_api_calls.count", "cilium_host:10.0.0.1:443")
+    aggregator.assert_metric_has_tag("cilium_day2.k8s_client.api_calls.count", "cilium_host:10.0.0.1:443")
     aggregator.assert_metric_has_tag("cilium_day2.version", "cilium_version:1.18.2")
     for stub in aggregator.metrics("cilium_day2.version"):
         assert not any(t.startswith(("host:", "version:")) for t in stub.tags)
@@ -123,7 +123,7 @@ def test_counters_flush_from_the_second_run_and_survive_a_reset(metrics_server, 
 
     url = metrics_server.serve("/m", body(100))
     check = make_check({"agent_endpoint": url})
-    name = "cilium_day2.drop.count.count"
+    name = "cilium_day2.drop_count.count"
 
     dd_run_check(check)
     (first,) = aggregator.metrics(name)
@@ -157,7 +157,7 @@ def test_failed_scrape_does_not_flush_first_value_on_recovery(metrics_server, ag
     aggregator.reset()
     metrics_server.routes["/m"].status = 200
     dd_run_check(check)
-    (stub,) = aggregator.metrics("cilium_day2.drop.count.count")
+    (stub,) = aggregator.metrics("cilium_day2.drop_count.count")
     # After a gap the previous value may have expired in the Agent: do not count from it.
     assert stub.flush_first_value is False
 
@@ -189,5 +189,5 @@ def test_exclude_metrics_and_label_options(metrics_server, aggregator, dd_run_ch
     pressure = aggregator.metrics("cilium_day2.bpf.map_pressure")
     assert pressure and all(any(t.startswith("bpf_map:") for t in s.tags) for s in pressure)
     assert not any(t.startswith("map_name:") for s in pressure for t in s.tags)
-    regen = aggregator.metrics("cilium_day2.endpoint.regeneration_time_stats_seconds.count")
+    regen = aggregator.metrics("cilium_day2.endpoint.regeneration_time_stats.seconds.count")
     assert regen and not any(t.startswith("scope:") for s in regen for t in s.tags)

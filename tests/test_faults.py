@@ -109,8 +109,8 @@ def test_malformed_lines_are_skipped_and_reported(metrics_server, aggregator, dd
         'cilium_identity{type="node_local"} 41\n'
     )
     dd_run_check(make_check({"agent_endpoint": metrics_server.serve("/m", text)}))
-    aggregator.assert_metric("cilium_day2.controllers.failing", 2)
-    aggregator.assert_metric("cilium_day2.identity", 41)
+    aggregator.assert_metric("cilium_day2.controllers.failing.count", 2)
+    aggregator.assert_metric("cilium_day2.identity.count", 41)
     assert not aggregator.metrics("cilium_day2.unreachable.nodes")
     (sc,) = aggregator.service_checks("cilium_day2.agent.openmetrics.health")
     assert sc.status == AgentCheck.WARNING
