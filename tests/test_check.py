@@ -191,3 +191,16 @@ def test_exclude_metrics_and_label_options(metrics_server, aggregator, dd_run_ch
     assert not any(t.startswith("map_name:") for s in pressure for t in s.tags)
     regen = aggregator.metrics("cilium_day2.endpoint.regeneration_time_stats.seconds.count")
     assert regen and not any(t.startswith("scope:") for s in regen for t in s.tags)
+
+
+def test_an_agent_too_old_for_the_check_gets_one_clear_error(metrics_server, monkeypatch, dd_run_check):
+    # Before datadog-checks-base 37.10 the scraper had no `_scrape` hook: the base class's own
+    # parser would run instead of the check's, silently. The check refuses to start instead.
+    from datadog_checks.base.checks.openmetrics.v2.scraper import OpenMetricsScraper
+
+    monkeypatch.delattr(OpenMetricsScraper, "_scrape")
+    url = metrics_server.serve_fixture("/metrics", "agent_v1_18.txt")
+    with pytest.raises(Exception) as raised:
+        dd_run_check(make_check({"agent_endpoint": url}))
+    message = str(raised.value)
+    assert "datadog-checks-base 37.10.0 or later" in message and "Agent 7.66" in message

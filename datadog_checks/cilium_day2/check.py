@@ -1,7 +1,14 @@
-from datadog_checks.base import OpenMetricsBaseCheckV2
+from datadog_checks.base import ConfigurationError, OpenMetricsBaseCheckV2
+from datadog_checks.base.checks.openmetrics.v2.scraper import OpenMetricsScraper
 
 from .config import build_scraper_configs
 from .scraper import CiliumScraper
+
+# The scraper overrides `OpenMetricsScraper._scrape`, which datadog-checks-base has had since
+# 37.10.0 (Agent 7.66). On an older base the method is never called: the base class's generic
+# parser would run instead, without the check's reading, reduction and fault reporting.
+MINIMUM_BASE = "37.10.0"
+MINIMUM_AGENT = "7.66"
 
 
 class CiliumDay2Check(OpenMetricsBaseCheckV2):
@@ -19,6 +26,11 @@ class CiliumDay2Check(OpenMetricsBaseCheckV2):
         self.check_initializations.appendleft(self._configure)
 
     def _configure(self):
+        if not hasattr(OpenMetricsScraper, "_scrape"):
+            raise ConfigurationError(
+                f"cilium_day2 needs datadog-checks-base {MINIMUM_BASE} or later (Datadog Agent {MINIMUM_AGENT} "
+                f"or later); upgrade the Agent"
+            )
         self.scraper_configs = build_scraper_configs(self.instance)
 
     def configure_scrapers(self):
