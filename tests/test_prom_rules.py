@@ -16,7 +16,7 @@ from .prometheus_server import PROMTOOL, PrometheusServer, require_prometheus, r
 from .promtool.generate import build_tests, load_scenarios
 
 ROOT = Path(__file__).resolve().parents[1]
-ALL_ON = {"signals": {"kvstore_qps": {"enabled": True}}}
+ALL_ON = {"signals": {"kvstore_qps": {"enabled": True}, "cloud_api_request_rate": {"enabled": True}}}
 MAPPED = {family for mapping in COMPONENT_MAPS.values() for family in mapping}
 SYNTHETIC = {"up"}  # series Prometheus itself creates
 

@@ -148,7 +148,7 @@ def main(argv):  # pragma: no cover - a convenience for reading the generated te
     from cilium_day2.catalog import load_catalog
 
     out, rules = argv[1], argv[2]
-    catalog = load_catalog({"signals": {"kvstore_qps": {"enabled": True}}})
+    catalog = load_catalog({"signals": {"kvstore_qps": {"enabled": True}, "cloud_api_request_rate": {"enabled": True}}})
     Path(out).write_text(yaml.safe_dump(build_tests(catalog, rules, load_scenarios()), sort_keys=False, width=200))
 
 
