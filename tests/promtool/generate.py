@@ -19,7 +19,7 @@ import yaml
 
 from cilium_day2.catalog import Catalog, format_duration
 from cilium_day2.query import Sample, Snapshot, breaches, evaluate, fraction_within
-from cilium_day2.render import prometheus_annotations
+from cilium_day2.renderers.prometheus import prometheus_annotations
 
 SCENARIOS = Path(__file__).with_name("scenarios.yaml")
 STEP = 60  # seconds between input samples, promtool's `interval`
