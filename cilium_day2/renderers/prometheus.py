@@ -191,7 +191,8 @@ def absent_rules(catalog: Catalog, extra: Sequence[str]) -> List[dict]:
         expr = f"({' or '.join(seen)}) unless on ({c}) {present[target]}"
         if target != "hubble":
             matchers = ", ".join([f"job=~{quote(s.job(target))}"] + list(extra))
-            expr = f"{expr} or absent(up{{{matchers}}})"
+            # `or on ()`: only when nothing above matched, so no cluster gets a second alert.
+            expr = f"{expr} or on () absent(up{{{matchers}}})"
         severity, _ = sig.thresholds()[-1]
         rules.append({
             "alert": absent_alert_name(sig),
