@@ -36,7 +36,7 @@ LOGICAL_LABELS = ("cluster", "node")
 
 _SIGNAL_KEYS = {
     "id", "title", "component", "unit", "meaning", "runbook", "defaults_reason", "warning",
-    "critical", "comparison", "window", "for", "group_by", "query", "enabled", "no_data",
+    "critical", "comparison", "window", "for", "keep_firing_for", "group_by", "query", "enabled", "no_data",
 }
 _REQUIRED_SIGNAL_KEYS = ("id", "title", "component", "unit", "meaning", "runbook", "comparison", "window", "for",
                          "group_by", "query")
@@ -92,8 +92,9 @@ class Settings:
     # Datadog tag names.
     cluster_tag: str = "kube_cluster_name"
     node_tag: str = "host"
-    # Where `runbook_url` points; each signal adds `#<signal id>`.
-    runbook_base_url: str = "https://github.com/cilium-day2/cilium-day2/blob/main/docs/signals.md"
+    # Where `runbook_url` points; each signal adds `#<signal id>` (host docs/signals.md there).
+    # Empty: no link is made up; alerts and monitors carry the runbook text itself.
+    runbook_base_url: str = ""
     # Prometheus `job` label (a regex) of each scrape target, for the `up` signals.
     agent_job: str = "cilium-agent"
     operator_job: str = "cilium-operator"
@@ -108,6 +109,15 @@ class Settings:
     # cluster's series. For a central Thanos/Mimir/Cortex ruler watching many clusters: rulers
     # spread groups over their replicas, and each group reads one cluster. Empty: one copy.
     shard_by_cluster: Tuple[str, ...] = ()
+    # Prometheus rule groups hold at most this many rules (Mimir's default
+    # `ruler.max-rules-per-rule-group` is 20); larger areas are split into numbered groups.
+    max_rules_per_group: int = 20
+    # The PrometheusRule's `metadata.labels` (added to the pack's own) and `metadata.namespace`:
+    # kube-prometheus-stack only loads rules its `ruleSelector` matches (`release: <release>`).
+    rule_labels: Tuple[Tuple[str, str], ...] = ()
+    rule_namespace: str = ""
+    # Static labels on every alert (Prometheus and Alertmanager), e.g. `team: network`.
+    alert_labels: Tuple[Tuple[str, str], ...] = ()
 
     def job(self, target: str) -> str:
         return {"agent": self.agent_job, "operator": self.operator_job, "hubble": self.hubble_job}[target]
@@ -144,6 +154,10 @@ class Signal:
     query: RootQuery
     enabled: bool = True
     no_data: str = "ok"  # "alert": silence itself is the failure
+    # Seconds an alert keeps firing after its condition last held (Prometheus `keep_firing_for`):
+    # event counts (`increase`, `changes`) fall back to zero a window after each event, so
+    # without it a recurring fault resolves and notifies again on every event.
+    keep_firing_for: int = 0
 
     @property
     def for_(self) -> int:
@@ -166,7 +180,7 @@ class Signal:
         """Signal-specific tunables that overrides may change."""
         expr = self.query.expr
         if isinstance(expr, Outlier):
-            return {"min_baseline": expr.min_baseline}
+            return {"min_baseline": expr.min_baseline, "min_value": expr.min_value}
         if isinstance(expr, Ratio) and expr.min_den is not None:
             return {"min_den": expr.min_den}
         return {}
@@ -219,6 +233,16 @@ def check_thresholds(where, warning, critical, comparison):
             )
 
 
+def check_hold(where, hold: int, keep_firing_for: int):
+    """One evaluation over a threshold must not notify and resolve on its own: every alert
+    holds (`for`) before firing or keeps firing (`keep_firing_for`) after."""
+    if hold <= 0 and keep_firing_for <= 0:
+        raise CatalogError(
+            f"{where}: set `for` or `keep_firing_for` above 0s, otherwise one sample over the threshold "
+            f"notifies and resolves on its own"
+        )
+
+
 def check_quantile_thresholds(where, query: RootQuery, warning, critical):
     """Quantile thresholds must be bucket bounds Cilium's histogram can report (see `buckets`)."""
     if not isinstance(query.expr, Quantile):
@@ -268,6 +292,8 @@ def _parse_signal(area_id: str, data, where) -> Signal:
     enabled = data.get("enabled", True)
     if not isinstance(enabled, bool):
         raise CatalogError(f"{where}.enabled: expected true or false")
+    keep_firing_for = parse_duration(data.get("keep_firing_for", 0), f"{where}.keep_firing_for")
+    check_hold(where, parse_duration(data["for"], f"{where}.for"), keep_firing_for)
     return Signal(
         id=sid,
         title=data["title"].strip(),
@@ -286,6 +312,7 @@ def _parse_signal(area_id: str, data, where) -> Signal:
         query=query,
         enabled=enabled,
         no_data=choice("no_data", NO_DATA, "ok"),
+        keep_firing_for=keep_firing_for,
     )
 
 

@@ -5,11 +5,16 @@
       node_label: node           # Prometheus label holding the node name
       cluster_tag: kube_cluster_name   # Datadog tag holding the cluster name
       node_tag: host             # Datadog tag holding the node name
-      runbook_base_url: https://example.com/cilium-day2/signals.md
+      runbook_base_url: https://example.com/cilium-day2/signals.md   # default: none
+      max_rules_per_group: 20    # Prometheus rule groups are split above this size
+      rule_labels: {release: kube-prometheus-stack}   # the PrometheusRule's metadata.labels
+      rule_namespace: monitoring # the PrometheusRule's metadata.namespace
+      alert_labels: {team: network}   # static labels on every alert
       cloud_apis: [ec2]          # which cloud API families Prometheus rules watch
       datadog_cloud_api: ec2     # the one Datadog monitors watch
     signals:
       bpf_map_pressure: {warning: 0.7, critical: 0.9, for: 15m}
+      kvstore_quorum_errors: {keep_firing_for: 1h}
       kvstore_qps: {enabled: true, warning: 500, critical: 800}
       version_skew: {enabled: false}
     lint: {...}                  # belongs to lint-config; accepted and ignored here
@@ -30,13 +35,22 @@ from typing import Any, Dict, Mapping, Union
 import yaml
 
 from .catalog import (
-    SETTINGS_FIELDS, Catalog, Settings, check_quantile_thresholds, check_thresholds, format_duration, parse_duration,
+    SETTINGS_FIELDS, Catalog, Settings, check_hold, check_quantile_thresholds, check_thresholds, format_duration, parse_duration,
 )
 from .errors import UserError
 from .query import CLOUD_APIS, Outlier, Ratio, RootQuery
 
 TOP_LEVEL_KEYS = ("settings", "signals", "lint")
-SIGNAL_KEYS = ("enabled", "warning", "critical", "window", "for")
+SIGNAL_KEYS = ("enabled", "warning", "critical", "window", "for", "keep_firing_for")
+# Labels every rendered alert sets itself: `alert_labels` may not replace them.
+RESERVED_ALERT_LABELS = ("alertname", "severity", "area", "signal")
+_PROM_LABEL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+# Kubernetes label keys (optional DNS prefix, then a name of at most 63 characters) and values.
+_K8S_LABEL_KEY_RE = re.compile(
+    r"^(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+_K8S_LABEL_VALUE_RE = re.compile(r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+_K8S_NAMESPACE_RE = re.compile(r"^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 @dataclass
@@ -78,9 +92,43 @@ def _read(values, source):
     return values, source
 
 
+def _label_mapping(source, key, value, name_ok, value_ok, what):
+    """A mapping of label name to value, as sorted (name, value) pairs."""
+    if not isinstance(value, Mapping):
+        _fail(source, key, f"expected a mapping of label name to value, got {value!r}")
+    pairs = []
+    for name, val in value.items():
+        if isinstance(val, bool) or not isinstance(val, (str, int, float)):
+            _fail(source, f"{key}.{name}", f"expected a string value, got {val!r}")
+        val = str(val)
+        if not isinstance(name, str) or not name_ok(name):
+            _fail(source, f"{key}.{name}", f"`{name}` is not a valid {what} label name")
+        if not value_ok(val):
+            _fail(source, f"{key}.{name}", f"`{val}` is not a valid {what} label value")
+        pairs.append((name, val))
+    return tuple(sorted(pairs))
+
+
 def _setting(source, name, value):
     key = f"settings.{name}"
     default = getattr(Settings(), name)
+    if name == "rule_labels":
+        return _label_mapping(source, key, value, _K8S_LABEL_KEY_RE.match, _K8S_LABEL_VALUE_RE.match, "Kubernetes")
+    if name == "alert_labels":
+        pairs = _label_mapping(source, key, value, lambda n: _PROM_LABEL_RE.match(n) and not n.startswith("__"),
+                               lambda v: True, "Prometheus")
+        for label, _ in pairs:
+            if label in RESERVED_ALERT_LABELS:
+                _fail(source, f"{key}.{label}", f"every alert sets `{label}` itself; choose another label name")
+        return pairs
+    if name == "rule_namespace":
+        if not isinstance(value, str) or not _K8S_NAMESPACE_RE.match(value):
+            _fail(source, key, f"expected a Kubernetes namespace name (lowercase letters, digits, `-`), got {value!r}")
+        return value
+    if name == "runbook_base_url":
+        if not isinstance(value, str) or not re.match(r"^https?://\S+$", value):
+            _fail(source, key, f"expected an http(s) URL (each signal adds `#<signal id>`), got {value!r}")
+        return value
     if isinstance(default, tuple):
         if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
             _fail(source, key, f"expected a non-empty list of names, got {value!r}")
@@ -156,7 +204,7 @@ def load_values(values: Union[str, Path, Mapping, None], catalog: Catalog) -> Va
                 if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                     _fail(source, full, f"expected a number (or null to drop this severity), got {value!r}")
                 value = None if value is None else float(value)
-            elif key in ("window", "for"):
+            elif key in ("window", "for", "keep_firing_for"):
                 try:
                     value = parse_duration(value, full)
                 except UserError:
@@ -171,6 +219,8 @@ def load_values(values: Union[str, Path, Mapping, None], catalog: Catalog) -> Va
         warning = checked.get("warning", signal.warning)
         critical = checked.get("critical", signal.critical)
         try:
+            check_hold(f"signals.{sid}", checked.get("for", signal.hold),
+                       checked.get("keep_firing_for", signal.keep_firing_for))
             check_thresholds(f"signals.{sid}", warning, critical, signal.comparison)
             check_quantile_thresholds(f"signals.{sid}", signal.query, warning, critical)
         except UserError as exc:
@@ -183,6 +233,8 @@ def _with_params(query: RootQuery, params: Dict[str, float]) -> RootQuery:
     expr = query.expr
     if "min_baseline" in params and isinstance(expr, Outlier):
         expr = dataclasses.replace(expr, min_baseline=params["min_baseline"])
+    if "min_value" in params and isinstance(expr, Outlier):
+        expr = dataclasses.replace(expr, min_value=params["min_value"])
     if "min_den" in params and isinstance(expr, Ratio):
         expr = dataclasses.replace(expr, min_den=params["min_den"])
     return dataclasses.replace(query, expr=expr)
@@ -196,7 +248,7 @@ def apply_values(catalog: Catalog, values: Values) -> Catalog:
         spec = values.signals.get(s.id)
         if spec:
             changes = {}
-            for key in ("enabled", "warning", "critical", "window"):
+            for key in ("enabled", "warning", "critical", "window", "keep_firing_for"):
                 if key in spec:
                     changes[key] = spec[key]
             if "for" in spec:

@@ -28,7 +28,8 @@ Functions (the `fn:` key)
                denominator so that tiny populations do not produce huge ratios.
 ``outlier``    The group's value of `of` divided by the median of `of` across the groups that
                share the `among` labels (for example: node vs. the cluster's median), with the
-               median floored at `min_baseline`. Datadog cannot divide by a median per cluster:
+               median floored at `min_baseline`; groups whose own value is below `min_value`
+               are left out (too small to matter, whatever their peers do). Datadog cannot divide by a median per cluster:
                its monitor uses Datadog's own outlier algorithm with the `datadog:` parameters.
 
 Selectors
@@ -169,6 +170,7 @@ class Outlier:
     of: "Query"
     among: Tuple[str, ...] = ("cluster",)
     min_baseline: float = 0.0
+    min_value: float = 0.0
     datadog: Tuple[Tuple[str, object], ...] = (("algorithm", "MAD"), ("tolerance", 3.0), ("pct", 20))
     fn = "outlier"
 
@@ -301,7 +303,7 @@ def parse_query(data, where="query") -> Query:
         min_den = data.get("min_den")
         return Ratio(parse_query(data["num"], f"{where}.num"), den, None if min_den is None else float(min_den))
     # outlier
-    _keys(where, data, {"fn", "of", "among", "min_baseline", "datadog"}, ("of",))
+    _keys(where, data, {"fn", "of", "among", "min_baseline", "min_value", "datadog"}, ("of",))
     among = data.get("among", ["cluster"])
     if not isinstance(among, list) or not all(isinstance(x, str) for x in among):
         raise QueryError(f"{where}.among: expected a list of label names")
@@ -314,6 +316,7 @@ def parse_query(data, where="query") -> Query:
         parse_query(data["of"], f"{where}.of"),
         tuple(among),
         float(data.get("min_baseline", 0.0)),
+        float(data.get("min_value", 0.0)),
         tuple(sorted(dd.items())),
     )
 
@@ -496,7 +499,7 @@ class Evaluator:
             return {
                 k: v / baseline[_key(dict(k), node.among)]
                 for k, v in values.items()
-                if baseline[_key(dict(k), node.among)] > 0
+                if baseline[_key(dict(k), node.among)] > 0 and v >= node.min_value
             }
         raise TypeError(f"unknown query node {node!r}")
 

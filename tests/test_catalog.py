@@ -43,9 +43,18 @@ def test_every_signal_is_complete_and_keeps_the_cluster():
         assert s.component in ("agent", "operator", "hubble")
 
 
-def test_kvstore_qps_is_off_by_default_and_everything_else_on():
+def test_rate_only_signals_are_off_by_default_and_everything_else_on():
+    """A request rate is no failure by itself: the kvstore QPS and cloud-API request rate signals
+    need a ceiling the user chose, so they stay quiet until enabled."""
     catalog = load_catalog()
-    assert [s.id for s in catalog.signals if not s.enabled] == ["kvstore_qps"]
+    assert sorted(s.id for s in catalog.signals if not s.enabled) == ["cloud_api_request_rate", "kvstore_qps"]
+
+
+def test_every_signal_holds_or_keeps_firing_and_event_signals_say_why():
+    for s in load_catalog().signals:
+        assert s.hold > 0 or s.keep_firing_for > 0, s.id
+        if s.hold == 0:
+            assert "keeping the alert" in s.defaults_reason, s.id
 
 
 def test_only_silence_signals_notify_on_no_data():

@@ -24,7 +24,8 @@ import pytest
 from cilium_day2.catalog import load_catalog
 from cilium_day2.doctor import Endpoint, diagnose
 from cilium_day2.evaluate import CRITICAL, NO_DATA, WARNING
-from cilium_day2.render import RULES_FILE, render_prometheus
+from cilium_day2.renderers.prometheus import RULES_FILE
+from cilium_day2.renderers.prometheus import render as render_prometheus
 from cilium_day2.simulator.model import Clock
 from cilium_day2.simulator.scenarios import load_scenarios
 from cilium_day2.simulator.server import Simulation
@@ -49,7 +50,10 @@ def compressed_values(catalog, speed=SPEED, hold_cap=HOLD_CAP):
     """A --values mapping that turns the catalog into its time-lapse twin."""
     signals = {}
     for s in catalog.signals:
-        spec = {"window": max(1, round(s.window / speed)), "for": min(hold_cap, round(s.hold / speed))}
+        spec = {"window": max(1, round(s.window / speed)), "for": min(hold_cap, round(s.hold / speed)),
+                "keep_firing_for": min(hold_cap, round(s.keep_firing_for / speed))}
+        if not spec["for"] and not spec["keep_firing_for"]:
+            spec["for"] = 1
         if s.unit == "per_second":
             for sev in ("warning", "critical"):
                 value = getattr(s, sev)

@@ -10,11 +10,13 @@ import pytest
 import yaml
 
 from cilium_day2 import render
+from cilium_day2.renderers import datadog, docs, grafana, prometheus
 from cilium_day2.catalog import load_catalog
 from cilium_day2.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-GENERATED = [render.DASHBOARD_FILE, render.RULES_FILE, render.CRD_FILE, render.GRAFANA_FILE, render.SIGNALS_DOC]
+GENERATED = [datadog.DASHBOARD_FILE, prometheus.RULES_FILE, prometheus.CRD_FILE, prometheus.ALERTMANAGER_FILE,
+             grafana.GRAFANA_FILE, docs.SIGNALS_DOC]
 
 
 def test_committed_assets_match_a_fresh_render(tmp_path):
@@ -31,7 +33,7 @@ def test_committed_assets_match_a_fresh_render(tmp_path):
 
 def test_readme_table_matches_the_catalog():
     text = (ROOT / "README.md").read_text()
-    assert render.update_readme(text, load_catalog()) == text, "README signals table drifted: run `cilium-day2 render`"
+    assert docs.update_readme(text, load_catalog()) == text, "README signals table drifted: run `cilium-day2 render`"
     for s in load_catalog().signals:
         assert f"`{s.id}`" in text
 
@@ -46,7 +48,7 @@ def test_values_change_what_is_rendered(tmp_path):
     }))
     out = tmp_path / "out"
     assert main(["render", "--values", str(values), "--out", str(out)]) == 0
-    rules = (out / render.RULES_FILE).read_text()
+    rules = (out / prometheus.RULES_FILE).read_text()
     assert "by (k8s_cluster, node, map_name)" in rules and "> 0.9\"" in rules
     assert "CiliumHubbleLostEvents" not in rules and "CiliumKvstoreQps" in rules
     assert "https://runbooks.example/cilium#bpf_map_pressure" in rules
@@ -58,7 +60,7 @@ def test_values_change_what_is_rendered(tmp_path):
 
 def test_only_renders_one_backend(tmp_path):
     assert main(["render", "--only", "prometheus", "--out", str(tmp_path)]) == 0
-    assert (tmp_path / render.RULES_FILE).exists()
+    assert (tmp_path / prometheus.RULES_FILE).exists()
     assert not (tmp_path / "assets" / "monitors").exists() and not (tmp_path / "assets" / "grafana").exists()
 
 
@@ -90,15 +92,15 @@ def test_bad_values_write_nothing_and_exit_2_with_one_line(tmp_path, values, key
 
 def test_a_failure_while_writing_leaves_the_previous_render_in_place(tmp_path, monkeypatch):
     assert main(["render", "--out", str(tmp_path)]) == 0
-    before = (tmp_path / render.RULES_FILE).read_text()
+    before = (tmp_path / prometheus.RULES_FILE).read_text()
     values = tmp_path / "v.yaml"
     values.write_text("signals: {bpf_map_pressure: {critical: 0.99}}\n")
 
     def broken(catalog):
         raise RuntimeError("renderer crashed half way")
 
-    monkeypatch.setattr(render, "render_grafana", broken)
+    monkeypatch.setattr(grafana, "render", broken)
     with pytest.raises(RuntimeError):
         main(["render", "--values", str(values), "--out", str(tmp_path)])
-    assert (tmp_path / render.RULES_FILE).read_text() == before
+    assert (tmp_path / prometheus.RULES_FILE).read_text() == before
     assert not list(tmp_path.glob(".cilium-day2-render-*"))

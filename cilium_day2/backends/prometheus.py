@@ -117,7 +117,10 @@ class PromQL:
             baseline = f"quantile by ({among}) (0.5, {of})"
             if node.min_baseline:
                 baseline = f"clamp_min({baseline}, {node.min_baseline:g})"
-            return f"{of} / on ({among}) group_left () {baseline}"
+            ratio = f"{of} / on ({among}) group_left () {baseline}"
+            if node.min_value:
+                return f"({ratio}) and on ({by}) ({of} >= {node.min_value:g})"
+            return ratio
         raise TypeError(f"unknown query node {node!r}")
 
     def up(self, target: str, group: Sequence[str]) -> str:

@@ -19,7 +19,7 @@ import yaml
 
 from cilium_day2.catalog import Catalog, format_duration
 from cilium_day2.query import Sample, Snapshot, breaches, evaluate, fraction_within
-from cilium_day2.render import prometheus_annotations
+from cilium_day2.renderers.prometheus import prometheus_annotations
 
 SCENARIOS = Path(__file__).with_name("scenarios.yaml")
 STEP = 60  # seconds between input samples, promtool's `interval`
@@ -148,7 +148,7 @@ def main(argv):  # pragma: no cover - a convenience for reading the generated te
     from cilium_day2.catalog import load_catalog
 
     out, rules = argv[1], argv[2]
-    catalog = load_catalog({"signals": {"kvstore_qps": {"enabled": True}}})
+    catalog = load_catalog({"signals": {"kvstore_qps": {"enabled": True}, "cloud_api_request_rate": {"enabled": True}}})
     Path(out).write_text(yaml.safe_dump(build_tests(catalog, rules, load_scenarios()), sort_keys=False, width=200))
 
 

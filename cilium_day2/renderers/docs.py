@@ -1,0 +1,68 @@
+"""The signal reference (docs/signals.md) and the README's signals table."""
+
+from __future__ import annotations
+
+from typing import Dict
+
+from ..backends.datadog import DatadogQuery, Unsupported
+from ..backends.prometheus import PromQL
+from ..catalog import Catalog, format_duration
+from ..query import Up
+from .prometheus import ABSENT_EVIDENCE, absent_alert_name
+from .text import env, threshold_text
+
+SIGNALS_DOC = "docs/signals.md"
+README_BEGIN = "<!-- BEGIN signals table -->"
+README_END = "<!-- END signals table -->"
+
+
+def signals_table(catalog: Catalog) -> str:
+    prom = PromQL(catalog.settings)
+    rows = ["| area | signal | warning | critical | window | for | per | enabled |",
+            "|---|---|---|---|---|---|---|---|"]
+    for area, signals in catalog.by_area(enabled_only=False):
+        for s in signals:
+            rows.append(
+                f"| {area.title} | [`{s.id}`]({SIGNALS_DOC}#{s.id}) {s.title} | {threshold_text(s, s.warning)} | "
+                f"{threshold_text(s, s.critical)} | {format_duration(s.window)} | {format_duration(s.hold)} | "
+                f"{', '.join(prom.labels(s.group_by))} | {'yes' if s.enabled else 'no'} |"
+            )
+    return "\n".join(rows)
+
+
+def render(catalog: Catalog) -> Dict[str, str]:
+    prom = PromQL(catalog.settings)
+    dd = DatadogQuery(catalog.settings)
+    areas = []
+    for area, signals in catalog.by_area(enabled_only=False):
+        items = []
+        for s in signals:
+            try:
+                dd_query, reason = dd.monitor(s)[1], None
+            except Unsupported as exc:
+                dd_query, reason = None, str(exc)
+            sev = ", ".join(f"{sev} {threshold_text(s, thr)}" for sev, thr in s.thresholds())
+            items.append({
+                "id": s.id, "title": s.title, "component": s.component, "severity_text": sev,
+                "window": format_duration(s.window), "hold": format_duration(s.hold),
+                "keep_firing_for": format_duration(s.keep_firing_for) if s.keep_firing_for else "",
+                "absent_alert": absent_alert_name(s) if isinstance(s.query.expr, Up) else "",
+                "absent_when": ABSENT_EVIDENCE[s.query.expr.target] if isinstance(s.query.expr, Up) else "",
+                "group_text": ", ".join(s.group_by), "enabled": s.enabled, "meaning": s.meaning,
+                "runbook": s.runbook, "defaults_reason": s.defaults_reason or "—",
+                "alert_name": s.alert_name, "promql": prom.expr(s), "datadog": dd_query, "datadog_reason": reason,
+                "prom_alerts": [(sev, prom.condition(None, s, thr)) for sev, thr in s.thresholds()] if s.quantile else [],
+                "q_percent": f"{100 * s.quantile.q:g}%" if s.quantile else "",
+            })
+        areas.append((area, items))
+    doc = env.get_template("signals.md.j2").render(table=signals_table(catalog).replace(f"({SIGNALS_DOC}#", "(#"),
+                                                    areas=areas)
+    return {SIGNALS_DOC: "\n".join(line.rstrip() for line in doc.splitlines()).strip() + "\n"}
+
+
+def update_readme(text: str, catalog: Catalog) -> str:
+    if README_BEGIN not in text or README_END not in text:
+        return text
+    head, rest = text.split(README_BEGIN, 1)
+    _, tail = rest.split(README_END, 1)
+    return f"{head}{README_BEGIN}\n{signals_table(catalog)}\n{README_END}{tail}"
