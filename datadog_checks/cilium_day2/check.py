@@ -1,7 +1,7 @@
 from datadog_checks.base import OpenMetricsBaseCheckV2
 
 from .config import build_scraper_configs
-from .scraper import CiliumScraper
+from .scraper import CiliumScraper, InvalidEndpoint
 
 
 class CiliumDay2Check(OpenMetricsBaseCheckV2):
@@ -27,6 +27,8 @@ class CiliumDay2Check(OpenMetricsBaseCheckV2):
         self.scrapers = {config["cilium_component"]: self.create_scraper(config) for config in self.scraper_configs}
 
     def create_scraper(self, config):
+        if "config_error" in config:
+            return InvalidEndpoint(self, config)
         return CiliumScraper(self, self.get_config_with_defaults(config))
 
     def check(self, _):
