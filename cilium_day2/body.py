@@ -126,7 +126,7 @@ def describe_failure(exc):
         ("Temporary failure in name resolution", "host name does not resolve"),
         ("Connection reset", "connection reset by the server before the response was complete"),
         ("ConnectionResetError", "connection reset by the server before the response was complete"),
-        ("RemoteDisconnected", "the server closed the connection without a response"),
+        ("RemoteDisconnected", "unreachable: the server closed the connection without a response"),
         ("IncompleteRead", "the response was cut off before its end (truncated body)"),
         ("InvalidChunkLength", "the response was cut off before its end (truncated body)"),
         ("ChunkedEncodingError", "the response was cut off before its end (truncated body)"),
