@@ -194,8 +194,10 @@ def all_tags(aggregator):
 def child_peak(code, timeout=60):
     """Run `code` in a fresh interpreter; returns (its JSON result, peak RSS in MB, wall seconds)."""
     wrapper = code + textwrap.dedent("""
-        import json as _json, resource as _resource
-        RESULT["peak_mb"] = _resource.getrusage(_resource.RUSAGE_SELF).ru_maxrss / 1024
+        import json as _json
+        # VmHWM, not ru_maxrss: the latter keeps the forking parent's (pytest's) peak across exec.
+        with open("/proc/self/status") as _status:
+            RESULT["peak_mb"] = next(int(l.split()[1]) for l in _status if l.startswith("VmHWM:")) / 1024
         print(_json.dumps(RESULT))
     """)
     started = time.monotonic()
