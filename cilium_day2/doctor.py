@@ -12,7 +12,12 @@ a gate for a Helm post-upgrade hook or a CI job:
     0  every signal OK (NO DATA for features that are off does not fail the gate)
     1  at least one WARNING
     2  at least one CRITICAL
-    3  nothing could be evaluated (no endpoint answered with metrics, or bad samples/interval)
+    3  could not evaluate: a component it was pointed at gave no Cilium metrics (unreachable, or
+       not a Cilium endpoint, e.g. a node_exporter), and nothing is WARNING or CRITICAL
+
+Every endpoint is read through the shared bounded reader (cilium_day2.reader, cilium_day2.body):
+`--timeout` bounds each whole response, bodies and lines have size limits (docs/limits.md), and a
+repeated series keeps its first value, exactly as in the Agent check.
 """
 
 from __future__ import annotations
@@ -25,10 +30,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, List, Optional
 
+from urllib.parse import urlsplit
+
+from . import body, metrics
 from .errors import UserError
 from .evaluate import CRITICAL, NO_DATA, OK, WARNING, evaluate_catalog, overall
-from .query import Sample, Snapshot
-from .reader import SAMPLE_RE, parse_labels
+from .query import Distinct, Outlier, Quantile, Sample, Snapshot, iter_nodes, iter_selectors
+from .reader import ExpositionReader, FamilyPlan
 from .urls import safe_url
 
 EXIT = {OK: 0, WARNING: 1, CRITICAL: 2}
@@ -40,7 +48,10 @@ DEFAULT_DEMO = "map-pressure"
 DEMO_SPEED = 600.0
 DEMO_SAMPLES = 7
 DEMO_INTERVAL = 1.0
-MAX_BODY = 64 * 1024 * 1024
+# What a family name of each component starts with: an endpoint showing none of its component's
+# families is not a Cilium endpoint of that kind.
+COMPONENT_PREFIXES = {"agent": ("cilium_",), "operator": ("cilium_operator_",), "hubble": ("hubble_",)}
+COMPONENT_PORTS = {"agent": 9962, "operator": 9963, "hubble": 9965}
 
 
 @dataclass
@@ -96,6 +107,14 @@ def _named(value, component):
         name, url = None, value
     if not url.startswith(("http://", "https://")):
         raise UserError(f"--{component} {safe_url(url)!r}: not an http(s) URL; write e.g. http://10.0.1.7:9962/metrics")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        parts = None
+    if parts is None or not parts.hostname:
+        raise UserError(f"--{component} {safe_url(url)!r}: not a valid URL (check brackets around IPv6 "
+                        f"addresses and the port); write e.g. http://10.0.1.7:9962/metrics")
     if name is None:
         host = safe_url(url).split("://", 1)[1].split("/", 1)[0]
         name = host if component != "operator" else "operator"
@@ -156,70 +175,119 @@ def kubernetes_endpoints(context=None, namespace="kube-system") -> List[Endpoint
 # --- scraping --------------------------------------------------------------------------------
 
 
-def fetch_text(endpoint: Endpoint, timeout: float) -> str:
-    if endpoint.fetch is not None:
-        body = endpoint.fetch(timeout)
-        return body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
-    import requests
-
-    try:
-        resp = requests.get(endpoint.url, timeout=timeout, headers={"Accept": "text/plain;version=0.0.4"})
-    except requests.exceptions.ConnectionError:
-        raise ScrapeError("connection refused or unreachable") from None
-    except requests.exceptions.Timeout:
-        raise ScrapeError(f"no answer within {timeout:g}s") from None
-    except requests.exceptions.RequestException as exc:
-        raise ScrapeError(type(exc).__name__) from None
-    if resp.status_code != 200:
-        raise ScrapeError(f"HTTP {resp.status_code}")
-    if len(resp.content) > MAX_BODY:
-        raise ScrapeError("response larger than 64 MiB")
-    return resp.text
-
-
 class ScrapeError(Exception):
     pass
 
 
-def parse_samples(text: str, labels) -> List[Sample]:
-    """Samples of a Prometheus text exposition, names exactly as exposed, with the logical
-    labels added. Malformed lines are skipped; a payload with no valid sample, or mostly
-    malformed lines, raises ScrapeError."""
+class NotCilium(ScrapeError):
+    """The endpoint answered, but with no Cilium family of its component (e.g. a node_exporter):
+    not a failure of Cilium, and nothing to judge Cilium by."""
+
+
+def reader_plans(catalog):
+    """{component: [FamilyPlan]} for the families the catalog reads. Hubble families are summed
+    down to the labels the queries use, as the check does, so that memory does not grow with
+    Hubble's per-pod series."""
+    kinds, needed = {}, {}
+    for signal in catalog.signals:
+        labels = set(signal.group_by)
+        for node in iter_nodes(signal.query.expr):
+            if isinstance(node, Distinct):
+                labels.add(node.label)
+            if isinstance(node, Outlier):
+                labels.update(node.among)
+        histogram_selectors = {id(n.selector) for n in iter_nodes(signal.query.expr) if isinstance(n, Quantile)}
+        for selector in iter_selectors(signal.query.expr):
+            for family in selector.families(catalog.settings.cloud_apis):
+                if id(selector) in histogram_selectors:
+                    kind = "histogram"
+                else:
+                    kind = "counter" if family.endswith("_total") else "gauge"
+                kinds[(signal.component, family)] = kind
+                needed.setdefault(family, set()).update(labels, (m.label for m in selector.match))
+    plans = {c: [] for c in COMPONENTS}
+    for (component, family), kind in sorted(kinds.items()):
+        reduce = None
+        if component == "hubble":
+            reduce = set(metrics.HUBBLE_BOUNDED_LABELS.get(family, ())) | needed[family] | {"le"}
+        plans[component].append(FamilyPlan(family, kind, reduce))
+    return plans
+
+
+def read_samples(chunks, labels, plans, component):
+    """Samples of an exposition (names exactly as exposed, logical labels added), read by the
+    shared reader. Raises ScrapeError when the body is not a Cilium exposition of `component`."""
     out = []
-    bad = 0
-    first_bad = ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        m = SAMPLE_RE.match(line)
-        value = None
-        if m:
-            try:
-                value = float(m.group(3))
-            except ValueError:
-                value = None
-        if value is None:
-            bad += 1
-            first_bad = first_bad or line[:60]
-            continue
-        merged = dict(parse_labels(m.group(2) or ""))
+    inf = math.inf
+
+    def on_sample(plan, name, pairs, value):
+        if value != value or value in (inf, -inf):
+            return  # NaN/Inf never becomes a verdict
+        merged = dict(pairs)
         merged.update(labels)
-        out.append(Sample(m.group(1), merged, value))
-    if not out:
-        if bad:
-            raise ScrapeError(f"not Prometheus text (first line: {first_bad!r})")
-        raise ScrapeError("no metrics in the response")
-    if bad > len(out):
-        raise ScrapeError(f"mostly not Prometheus text ({bad} malformed lines, first: {first_bad!r})")
+        out.append(Sample(name, merged, value))
+
+    reader = ExpositionReader(plans, on_sample)
+    stats = reader.read(chunks)
+    if not stats.lines:
+        raise ScrapeError("the response is empty: no metrics")
+    if not stats.recognised:
+        first = stats.first_malformed[1] if stats.first_malformed else ""
+        raise ScrapeError(f"not Prometheus text{f' (first line: {first!r})' if first else ''}")
+    prefixes = COMPONENT_PREFIXES[component]
+    if component == "agent":
+        cilium = any(f.startswith("cilium_") and not f.startswith("cilium_operator_") for f in stats.families)
+    else:
+        cilium = any(f.startswith(prefixes) for f in stats.families)
+    if not cilium:
+        raise NotCilium(
+            f"no Cilium {component} metrics in the response ({stats.lines} lines): is this the Cilium "
+            f"{component} metrics port (:{COMPONENT_PORTS[component]})?"
+        )
     return out
+
+
+def fetch_samples(endpoint: Endpoint, timeout: float, labels, plans):
+    timeout_text = f"{timeout:g}s (--timeout)"
+    if endpoint.fetch is not None:
+        text = endpoint.fetch(timeout)
+        if len(text) > body.MAX_BODY_BYTES:
+            raise ScrapeError(f"the response is larger than {body.MAX_BODY_BYTES // (1024 * 1024)} MiB (the limit)")
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        return read_samples([str(text)], labels, plans, endpoint.component)
+    import requests
+
+    deadline = body.deadline_after(timeout)
+    try:
+        response = requests.get(endpoint.url, timeout=timeout, stream=True,
+                                headers={"Accept": "text/plain;version=0.0.4", "Accept-Encoding": "gzip"})
+    except Exception as exc:  # requests' whole family, and urllib3's URL errors
+        raise ScrapeError(body.describe_failure(exc)) from None
+    try:
+        if response.status_code != 200:
+            raise ScrapeError(f"HTTP {response.status_code} {response.reason or ''}".strip())
+        chunks = body.iter_text(response, deadline, timeout_text)
+        return read_samples(chunks, labels, plans, endpoint.component)
+    except ScrapeError:
+        raise
+    except Exception as exc:
+        raise ScrapeError(body.describe_failure(exc)) from None
+    finally:
+        response.close()
+
+
+def parse_samples(text: str, labels, plans, component="agent") -> List[Sample]:
+    """Samples of one exposition given as text (tests, Kubernetes proxy bodies)."""
+    return read_samples([text], labels, plans, component)
 
 
 class Sampler:
     """Takes snapshots of a set of endpoints; the clock may run faster than the wall (demo)."""
 
-    def __init__(self, endpoints, cluster, timeout=10.0, time_scale=1.0):
+    def __init__(self, endpoints, cluster, plans, timeout=10.0, time_scale=1.0):
         self.endpoints = endpoints
+        self.plans = plans
         self.cluster = cluster
         self.timeout = timeout
         self.time_scale = time_scale
@@ -236,14 +304,18 @@ class Sampler:
     def _scrape(self, endpoint):
         labels = self._labels(endpoint)
         try:
-            samples = parse_samples(fetch_text(endpoint, self.timeout), labels)
+            samples = fetch_samples(endpoint, self.timeout, labels, self.plans[endpoint.component])
             up = 1.0
+        except NotCilium as exc:
+            # Not "down" (it answered) and not "up" as Cilium: no `up` sample at all.
+            self.status[id(endpoint)].error = str(exc)
+            return []
         except ScrapeError as exc:
             samples, up = [], 0.0
             self.status[id(endpoint)].error = str(exc)
         except Exception as exc:  # a Kubernetes proxy error, for instance
             samples, up = [], 0.0
-            self.status[id(endpoint)].error = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+            self.status[id(endpoint)].error = body.describe_failure(exc)
         if up:
             self.status[id(endpoint)].ok_samples += 1
         samples.append(Sample("up", dict(labels, target=endpoint.component), up))
@@ -282,7 +354,9 @@ class Sampler:
             if any(s.ok_samples for s in eps):
                 out[comp] = ""
             else:
-                out[comp] = f"no {comp} endpoint answered with metrics"
+                first = next((s.error for s in eps if s.error), "")
+                out[comp] = f"could not evaluate: no {comp} endpoint answered with Cilium metrics" + (
+                    f" ({first})" if first else "")
         return out
 
 
@@ -351,7 +425,7 @@ def hint(runbook, min_chars=60):
     return text[:end] if end else text
 
 
-def render_table(findings, statuses, header, show_all=False):
+def render_table(findings, statuses, header, show_all=False, unevaluated=""):
     lines = [header, ""]
     rows = [("SIGNAL", "STATUS", "VALUE", "THRESHOLD", "CULPRIT")]
     shown = [f for f in findings if show_all or f.status in (WARNING, CRITICAL)]
@@ -388,19 +462,21 @@ def render_table(findings, statuses, header, show_all=False):
             by_comp.setdefault(s.endpoint.component, set()).update(s.missing)
         for comp, fams in sorted(by_comp.items()):
             lines.append(f"  {comp}: {', '.join(sorted(fams))}")
-    lines += ["", f"Result: {_summary(counts)}"]
+    lines += ["", f"Result: {_summary(counts, unevaluated)}"]
     return "\n".join(lines) + "\n"
 
 
-def _summary(counts):
+def _summary(counts, unevaluated=""):
     worst = CRITICAL if counts[CRITICAL] else WARNING if counts[WARNING] else OK
+    if worst == OK and unevaluated:
+        worst = f"COULD NOT EVALUATE: {unevaluated}"
     return f"{worst} ({counts[CRITICAL]} critical, {counts[WARNING]} warning, {counts[OK]} OK, {counts[NO_DATA]} no data)"
 
 
 def findings_json(findings, statuses, meta, exit_code, reason=""):
     out = {
         **meta,
-        "status": overall(findings) if findings else "UNEVALUATED",
+        "status": "UNEVALUATED" if exit_code == EXIT_UNEVALUATED else overall(findings),
         "exit_code": exit_code,
         "signals": [
             {
@@ -481,18 +557,23 @@ def _seen(family, names):
 def diagnose(catalog, endpoints, cluster, samples, interval, timeout=10.0, time_scale=1.0, progress=None):
     """Sample the endpoints and evaluate the catalog. Returns (findings, statuses, exit code,
     reason)."""
-    sampler = Sampler(endpoints, cluster, timeout=timeout, time_scale=time_scale)
+    sampler = Sampler(endpoints, cluster, reader_plans(catalog), timeout=timeout, time_scale=time_scale)
     sampler.run(samples, interval, progress)
     _missing_families(catalog, sampler)
     statuses = list(sampler.status.values())
     state = sampler.component_state()
     if not any(v == "" for v in state.values()):
         reasons = "; ".join(f"{s.endpoint.shown}: {s.error}" for s in statuses[:3])
-        return [], statuses, EXIT_UNEVALUATED, f"no endpoint answered with metrics ({reasons})"
+        return [], statuses, EXIT_UNEVALUATED, f"no endpoint answered with Cilium metrics ({reasons})"
     findings = evaluate_catalog(catalog, sampler.snapshots, state)
     if all(f.status == NO_DATA for f in findings):
         return findings, statuses, EXIT_UNEVALUATED, "no signal could be evaluated"
-    return findings, statuses, EXIT[overall(findings)], ""
+    worst = overall(findings)
+    missing = [c for c, problem in state.items() if problem]
+    if worst == OK and missing:
+        # A gate must not pass for a component it was asked about and could not see.
+        return findings, statuses, EXIT_UNEVALUATED, "; ".join(state[c] for c in missing)
+    return findings, statuses, EXIT[worst], ""
 
 
 def run(args):
@@ -565,9 +646,10 @@ def run(args):
         meta = {"cluster": cluster, "samples": samples, "interval_seconds": interval, "demo": args.demo}
         sys.stdout.write(findings_json(findings, statuses, meta, code, reason))
     elif code == EXIT_UNEVALUATED and not findings:
-        sys.stdout.write(render_table([], statuses, header))
+        sys.stdout.write(render_table([], statuses, header, unevaluated=reason))
     else:
-        sys.stdout.write(render_table(findings, statuses, header, show_all=args.all))
+        unevaluated = reason if code == EXIT_UNEVALUATED else ""
+        sys.stdout.write(render_table(findings, statuses, header, show_all=args.all, unevaluated=unevaluated))
     if code == EXIT_UNEVALUATED:
         print(f"cilium-day2 doctor: could not evaluate: {reason}", file=sys.stderr)
     if args.demo and code != EXIT_UNEVALUATED:

@@ -13,6 +13,11 @@ Where the two cannot be the same, the difference is deliberate and documented:
   extrapolates; `changes` counts what the samples saw (sample over the whole window to count
   restarts). When the sampling interval is longer than a window, they use the last two
   samples (the query evaluator's rule, `cilium_day2.query.Evaluator`).
+* Totals over a window (`increase`, `delta`, `changes`) are not extrapolated from samples that
+  span less than the window: a quiet counter seen for 15 s says nothing about 15 minutes. The
+  observed total is a lower bound of the window's, so it still decides when it already crosses
+  a `>` threshold (or clears a `<` one); otherwise the signal is NO DATA, "not enough samples".
+* Values that are not finite (NaN, ±Inf) are never judged.
 * A signal whose families no endpoint exposes is NO DATA (the feature is off, or the endpoint is
   missing), except rates and increases of counters: Cilium creates a labelled counter on its
   first increment, so an absent error counter on a scraped endpoint means "none yet", as it does
@@ -21,6 +26,7 @@ Where the two cannot be the same, the difference is deliberate and documented:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
@@ -34,6 +40,7 @@ CRITICAL = "CRITICAL"
 NO_DATA = "NO DATA"
 STATUS_ORDER = {OK: 0, NO_DATA: 1, WARNING: 2, CRITICAL: 3}
 _WINDOWED = (Rate, Increase, Delta, Changes, Quantile)
+_WINDOW_TOTALS = (Increase, Delta, Changes)
 
 
 @dataclass
@@ -119,15 +126,26 @@ class SignalEvaluator:
             return Finding(signal, NO_DATA, reason="needs at least 2 samples (--samples 2)")
         families = _families(signal, self.cloud_apis)
         missing = sorted(f for f in families if not _present(f, self.seen))
-        ev = Evaluator(self.snapshots, signal.window, self.cloud_apis)
+        span = self.snapshots[-1].timestamp - self.snapshots[0].timestamp if self.snapshots else 0.0
+        short = span < signal.window and any(isinstance(node, _WINDOW_TOTALS) for node in iter_nodes(expr))
+        # Short of the window: observed totals over the sampled span, not extrapolated.
+        ev = Evaluator(self.snapshots, span if short else signal.window, self.cloud_apis)
         by = list(signal.group_by)
         result = ev.evaluate(expr, by)
         if signal.query.only_if_up:
             up = ev.evaluate(Up(signal.query.only_if_up), by)
             result = {k: v for k, v in result.items() if up.get(k, 0) >= 1}
+        result = {k: v for k, v in result.items() if math.isfinite(v)}
+        if short and result:
+            statuses = {severity_of(signal, v) for v in result.values()}
+            decided = statuses != {OK} if signal.comparison == ">" else statuses == {OK}
+            if not decided:
+                return Finding(signal, NO_DATA, reason=(
+                    f"not enough samples: they span {_human(span)} of the {_human(signal.window)} window "
+                    f"(sample the whole window, e.g. --samples 2 --interval {_human(signal.window)})"))
         if not result:
             if isinstance(expr, Up):
-                return Finding(signal, NO_DATA, reason=f"no {expr.target} endpoint given")
+                return Finding(signal, NO_DATA, reason=comp_problem or f"no {expr.target} endpoint given")
             if families and len(missing) == len(families):
                 if signal.no_data == "ok" or _counter_only(expr):
                     return Finding(signal, OK, value=None, threshold=self._threshold(signal, OK))
@@ -163,6 +181,14 @@ class SignalEvaluator:
         if status == WARNING:
             return signal.warning
         return signal.warning if signal.warning is not None else signal.critical
+
+
+def _human(seconds):
+    seconds = int(round(seconds))
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def evaluate_catalog(catalog, snapshots, components) -> List[Finding]:

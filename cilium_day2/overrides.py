@@ -27,30 +27,32 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Mapping, Union
 
-import yaml
-
 from .catalog import (
     SETTINGS_FIELDS, Catalog, Settings, check_hold, check_quantile_thresholds, check_thresholds, format_duration, parse_duration,
 )
 from .errors import UserError
+from .userfiles import MAX_VALUES_BYTES, load_yaml, read_text
 from .query import CLOUD_APIS, Outlier, Ratio, RootQuery
 
 TOP_LEVEL_KEYS = ("settings", "signals", "lint")
 SIGNAL_KEYS = ("enabled", "warning", "critical", "window", "for", "keep_firing_for")
 # Labels every rendered alert sets itself: `alert_labels` may not replace them.
 RESERVED_ALERT_LABELS = ("alertname", "severity", "area", "signal")
-_PROM_LABEL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+# Prometheus label names (ASCII only), and Datadog tag keys. `\Z`, not `$`: no trailing newline.
+LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+TAG_NAME_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9_.\-/]*\Z")
 # Kubernetes label keys (optional DNS prefix, then a name of at most 63 characters) and values.
 _K8S_LABEL_KEY_RE = re.compile(
-    r"^(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+    r"^(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?\Z"
 )
-_K8S_LABEL_VALUE_RE = re.compile(r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
-_K8S_NAMESPACE_RE = re.compile(r"^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$")
+_K8S_LABEL_VALUE_RE = re.compile(r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?\Z")
+_K8S_NAMESPACE_RE = re.compile(r"^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?\Z")
 
 
 @dataclass
@@ -73,18 +75,8 @@ def _hint(name, choices):
 
 def _read(values, source):
     if isinstance(values, (str, Path)):
-        path = Path(values)
         source = str(values)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise UserError(f"{source}: cannot read the values file: {exc.strerror or exc}")
-        try:
-            values = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark else ""
-            raise UserError(f"{source}: not valid YAML{where}")
+        values = load_yaml(read_text(Path(values), source, MAX_VALUES_BYTES), source)
         if values is None:
             values = {}
     if not isinstance(values, Mapping):
@@ -115,7 +107,7 @@ def _setting(source, name, value):
     if name == "rule_labels":
         return _label_mapping(source, key, value, _K8S_LABEL_KEY_RE.match, _K8S_LABEL_VALUE_RE.match, "Kubernetes")
     if name == "alert_labels":
-        pairs = _label_mapping(source, key, value, lambda n: _PROM_LABEL_RE.match(n) and not n.startswith("__"),
+        pairs = _label_mapping(source, key, value, lambda n: LABEL_NAME_RE.match(n) and not n.startswith("__"),
                                lambda v: True, "Prometheus")
         for label, _ in pairs:
             if label in RESERVED_ALERT_LABELS:
@@ -153,8 +145,10 @@ def _setting(source, name, value):
         _fail(source, key, f"expected a non-empty string, got {value!r}")
     if name == "datadog_cloud_api" and value not in CLOUD_APIS:
         _fail(source, key, f"`{value}` is not one of {', '.join(CLOUD_APIS)}")
-    if name.endswith(("_label", "_tag")) and not value.replace("_", "a").replace(".", "a").replace("-", "a").isalnum():
-        _fail(source, key, f"`{value}` is not a valid label or tag name")
+    if name.endswith("_label") and not LABEL_NAME_RE.match(value):
+        _fail(source, key, f"`{value}` is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)")
+    if name.endswith("_tag") and not TAG_NAME_RE.match(value):
+        _fail(source, key, f"`{value}` is not a Datadog tag name (a letter, then letters, digits, _ - . /)")
     return value
 
 
@@ -201,8 +195,9 @@ def load_values(values: Union[str, Path, Mapping, None], catalog: Catalog) -> Va
                 if not isinstance(value, bool):
                     _fail(source, full, f"expected true or false, got {value!r}")
             elif key in ("warning", "critical"):
-                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                    _fail(source, full, f"expected a number (or null to drop this severity), got {value!r}")
+                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                          or not math.isfinite(value)):
+                    _fail(source, full, f"expected a finite number (or null to drop this severity), got {value!r}")
                 value = None if value is None else float(value)
             elif key in ("window", "for", "keep_firing_for"):
                 try:
@@ -212,8 +207,8 @@ def load_values(values: Union[str, Path, Mapping, None], catalog: Catalog) -> Va
                 if key == "window" and value <= 0:
                     _fail(source, full, "the window must be longer than 0s")
             else:  # signal-specific numeric parameter
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                    _fail(source, full, f"expected a non-negative number, got {value!r}")
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+                    _fail(source, full, f"expected a finite non-negative number, got {value!r}")
                 value = float(value)
             checked[key] = value
         warning = checked.get("warning", signal.warning)

@@ -13,6 +13,16 @@ exactly those lines. This reader instead:
 * parses each kept line of the other families once, validating it, dropping exact duplicates and
   counting malformed lines instead of failing the endpoint.
 
+Input rules, the same for the check and `doctor` (docs/limits.md):
+
+* lines end at `\n` only: U+0085, U+2028 and other Unicode line breaks stay inside label values;
+* a line longer than `MAX_LINE_CHARS` is skipped (and counted) without being matched or kept
+  whole, so memory does not grow with line length;
+* OpenMetrics is understood: an exemplar after ` # ` and a float timestamp are ignored, `# EOF`
+  ends the exposition, `_created` series are not samples of the family;
+* a repeated series keeps its first value. For a summed (reduced) family, whose series are not
+  remembered one by one, a second block of the same family is dropped whole.
+
 Chunks are fed as they arrive from the network, so memory stays bounded by the chunk size plus
 the kept series. The reader calls `on_sample(plan, sample_name, label_pairs, value)`; what to do
 with a sample (submit, type handling) is the caller's business.
@@ -21,11 +31,14 @@ with a sample (submit, type handling) is the caller's business.
 import operator
 import re
 
-# name{labels} value [timestamp]
+# A line longer than this is skipped unread; a Cilium series line is a few hundred characters.
+MAX_LINE_CHARS = 64 * 1024
+
+# name{labels} value [timestamp] [# exemplar]
 SAMPLE_RE = re.compile(
     r'([a-zA-Z_:][a-zA-Z0-9_:]*)'
     r'(?:\{((?:\s*[a-zA-Z_][a-zA-Z0-9_]*\s*=\s*"(?:[^"\\]|\\.)*"\s*,?)*\s*)\})?'
-    r'[ \t]+(\S+)(?:[ \t]+-?[0-9]+)?[ \t\r]*$'
+    r'[ \t]+(\S+)(?:[ \t]+-?[0-9][0-9.eE+-]*)?(?:[ \t]+#[ \t][^\n]*)?[ \t\r]*$'
 )
 LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"')
 ESCAPES_RE = re.compile(r'\\(.)')
@@ -68,7 +81,8 @@ def sample_names(family, kind):
 
 
 class ReadStats:
-    __slots__ = ("lines", "kept", "malformed", "duplicates", "first_malformed", "reduced_in", "recognised")
+    __slots__ = ("lines", "kept", "malformed", "duplicates", "first_malformed", "reduced_in", "recognised",
+                 "too_long", "families")
 
     def __init__(self):
         self.lines = 0
@@ -80,6 +94,10 @@ class ReadStats:
         # Comments and valid kept samples: none at all in a non-empty body means it was not an
         # exposition (an HTML page, JSON, ...).
         self.recognised = 0
+        self.too_long = 0  # lines over MAX_LINE_CHARS, skipped
+        # Family names seen in HELP/TYPE comments or kept samples: tells a Cilium endpoint from
+        # another exporter's.
+        self.families = set()
 
 
 class ExpositionReader:
@@ -107,27 +125,48 @@ class ExpositionReader:
         self.seen_rows = {}
         self.positional = {}  # (plan, sample name, kept label names) -> {values: sum}
         self.loose_sums = {}  # (plan, sample name, ((label, value), ...)) -> sum
+        self.ended = set()  # reduced plans whose block is over: a repeat of them is dropped
+        self.eof = False
 
     # -- input --------------------------------------------------------------------------------
     def read(self, chunks):
         """Consume an iterable of text chunks (any split), then flush the reduced families."""
         self._reset()
         carry = ""
+        discarding = False  # inside an over-long line: drop input up to its end
         for chunk in chunks:
             if not chunk:
                 continue
+            if discarding:
+                end = chunk.find("\n")
+                if end == -1:
+                    continue
+                chunk = chunk[end + 1 :]
+                discarding = False
             if carry:
                 chunk = carry + chunk
             cut = chunk.rfind("\n") + 1
             if cut == 0:
                 carry = chunk
-                continue
-            self._process(chunk, cut)
-            carry = chunk[cut:]
-        if carry:
+            else:
+                self._process(chunk, cut)
+                if self.eof:
+                    break
+                carry = chunk[cut:]
+            if len(carry) > MAX_LINE_CHARS:
+                self._too_long(carry)
+                carry, discarding = "", True
+        if carry and not self.eof:
             self._process(carry + "\n", len(carry) + 1)
         self._flush_reduced()
         return self.stats
+
+    def _too_long(self, text):
+        stats = self.stats
+        stats.too_long += 1
+        stats.malformed += 1
+        if stats.first_malformed is None:
+            stats.first_malformed = (None, f"a line longer than {MAX_LINE_CHARS} characters, starting {text[:60]!r}")
 
     # -- blocks ---------------------------------------------------------------------------------
     def _process(self, text, n):
@@ -140,7 +179,11 @@ class ExpositionReader:
             char = text[pos]
             if char == "#":
                 end = find("\n", pos)
-                self._comment(text[pos:end])
+                if end - pos > MAX_LINE_CHARS:
+                    self._too_long(text[pos:pos + 60])
+                elif self._comment(text[pos:end]):
+                    self.eof = True
+                    return
                 pos = end + 1
             elif char == "\n" or char == "\r":
                 pos += 1
@@ -161,23 +204,34 @@ class ExpositionReader:
                 pos = end + 1
 
     def _comment(self, line):
+        """Handle a comment line; True for OpenMetrics' `# EOF`, the end of the exposition."""
         self.stats.recognised += 1
         parts = line.split(None, 3)
         if len(parts) < 3 or parts[1] not in ("TYPE", "HELP"):
-            return
+            return len(parts) == 2 and parts[1] == "EOF"
         name = parts[2]
+        self.stats.families.add(name)
         plan = self.lookup.get(name)
+        if self.plan is not None and plan is not self.plan and self.mode == REDUCE:
+            self.ended.add(self.plan)
+        if plan is not None and plan in self.ended:
+            # A summed family's second block: its series may repeat the first's, which are no
+            # longer known one by one; first block wins.
+            self.mode, self.plan = SKIP, None
+            self.stats.duplicates += 1
+            return False
         if plan is None:
             if self.extra_match is not None and self.extra_match(name):
                 self.mode, self.plan = EXTRA, None
                 self.extra_lines.append(line)
             else:
                 self.mode, self.plan = SKIP, None
-            return
+            return False
         if plan is not self.plan or self.mode not in (KEEP, REDUCE):
             self.block = None
         self.plan = plan
         self.mode = REDUCE if plan.reduce is not None else KEEP
+        return False
 
     def _reduce_block(self, text, pos, end):
         """Sum a run of lines of a reduced family, by the values of its bounded labels."""
@@ -239,12 +293,20 @@ class ExpositionReader:
         rows = pattern.findall(text, pos, end)
         count = text.count("\n", pos, end)
         if len(rows) != count:
-            return None
+            # OpenMetrics interleaves `<name>_created` lines with a counter's samples.
+            if not sample_name.endswith("_total"):
+                return None
+            created = "\n" + sample_name[: -len("_total")] + "_created"
+            count -= text.count(created, max(pos - 1, 0), end) + text.startswith(created[1:], pos)
+            if len(rows) != count:
+                return None
         return sample_name, names, rows, count
 
     def _block_pattern(self, first_line, allowed):
         """A regex for lines shaped like `first_line`, capturing the values of the `allowed`
         labels (all labels when None) and the sample value."""
+        if len(first_line) > MAX_LINE_CHARS:
+            return None
         match = SAMPLE_RE.match(first_line)
         if match is None:
             return None
@@ -257,7 +319,8 @@ class ExpositionReader:
             else:
                 parts.append(f'{label}="[^"\\n]*"')
         labels = r"\{" + ",".join(parts) + r",?\}" if parts else r"(?:\{\})?"
-        pattern = re.compile(f"^{re.escape(sample_name)}{labels} ([^ \\n]+)$", re.M)
+        # An OpenMetrics timestamp or exemplar may follow the value.
+        pattern = re.compile(f"^{re.escape(sample_name)}{labels} ([^ \\n]+)(?: -?[0-9][^ \\n]*)?(?: # [^\\n]*)?$", re.M)
         return pattern, sample_name, tuple(names)
 
     def _lines(self, text, pos, end):
@@ -271,6 +334,9 @@ class ExpositionReader:
 
     # -- lines ----------------------------------------------------------------------------------
     def _line(self, text, pos, end):
+        if end - pos > MAX_LINE_CHARS:
+            self._too_long(text[pos : pos + 60])
+            return
         line = text[pos:end]
         brace = line.find("{")
         space = line.find(" ")
@@ -303,6 +369,7 @@ class ExpositionReader:
             return
         self.seen.add(key)
         stats.kept += 1
+        stats.families.add(name)
         if plan.reduce is None:
             self.on_sample(plan, name, parse_labels(labels), value)
             return

@@ -54,8 +54,22 @@ def render_files(catalog: Catalog, only: Optional[str] = None) -> Dict[str, str]
     return files
 
 
+def check_targets(out: Path, rels) -> None:
+    """Refuse, before anything is written, a tree where a file sits where a folder must go (or
+    a folder where a file must go): all or nothing, naming the path."""
+    for rel in sorted(rels):
+        path = out / rel
+        for parent in reversed(path.relative_to(out).parents):
+            folder = out / parent
+            if folder.exists() and not folder.is_dir():
+                raise UserError(f"--out {out}: {folder} is a file where a folder must go; move it away (nothing was written)")
+        if path.is_dir() and not rel.startswith(MONITOR_DIR + "/"):
+            raise UserError(f"--out {out}: {path} is a folder where a file must go; move it away (nothing was written)")
+
+
 def write(files: Dict[str, str], out: Path, catalog: Catalog, only: Optional[str] = None) -> List[Path]:
     """Write atomically: stage everything in a temp folder under `out`, then move into place."""
+    check_targets(out, files)
     out.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=".cilium-day2-render-", dir=out))
     written = []

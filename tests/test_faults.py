@@ -26,7 +26,7 @@ def fault(server, kind, path, refused_url):
     if kind == "refused":
         return refused_url, "connection refused"
     if kind == "timeout":
-        return server.serve(path, agent_text, delay=3), "timed out"
+        return server.serve(path, agent_text, delay=6), "timed out"
     if kind == "http_500":
         return server.serve(path, "internal error", status=500), "HTTP 500"
     if kind == "http_404":
@@ -50,7 +50,7 @@ FAULTS = ["refused", "timeout", "http_500", "http_404", "html", "html_as_text", 
 @pytest.mark.parametrize("kind", FAULTS)
 def test_one_broken_endpoint_does_not_stop_the_others(broken, kind, metrics_server, refused_url, aggregator,
                                                       dd_run_check, caplog):
-    instance = {"timeout": 1}
+    instance = {"timeout": 2}  # generous: healthy endpoints must finish within it on a loaded machine
     for component, (option, fixture, _) in HEALTHY.items():
         if component == broken:
             instance[option], words = fault(metrics_server, kind, f"/{component}", refused_url)
@@ -79,7 +79,7 @@ def test_one_broken_endpoint_does_not_stop_the_others(broken, kind, metrics_serv
 
 @pytest.mark.parametrize("kind", FAULTS)
 def test_all_endpoints_broken_at_once(kind, metrics_server, refused_url, aggregator, dd_run_check):
-    instance = {"timeout": 1}
+    instance = {"timeout": 2}  # generous: healthy endpoints must finish within it on a loaded machine
     for component, (option, _, _) in HEALTHY.items():
         instance[option], _ = fault(metrics_server, kind, f"/{component}", refused_url)
     dd_run_check(make_check(instance))

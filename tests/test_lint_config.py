@@ -28,6 +28,7 @@ WELL_TUNED = FIXTURES / "eks-well-tuned-values.yaml"
 WELL_TUNED_CM = FIXTURES / "eks-well-tuned-configmap.yaml"
 DEFAULT = FIXTURES / "default-install-values.yaml"
 MISCONFIGURED = FIXTURES / "misconfigured-configmap.yaml"
+PLACEHOLDERS = FIXTURES / "flux-placeholders-values.yaml"
 CONFIG_VIEW = FIXTURES / "cilium-config-view.txt"
 DBG_DUMP = FIXTURES / "cilium-dbg-config.txt"
 FLEET = [FIXTURES / "fleet" / "prod-eu-1-values.yaml", FIXTURES / "fleet" / "prod-eu-2-values.yaml"]
@@ -76,6 +77,7 @@ def test_list_rules_prints_the_catalog(capsys):
 # rule id -> (fixture that should trigger it, extra arguments)
 BAD_CASES = {
     "CD002": (MISCONFIGURED, OPTS),           # enable-unreachable-route (typo)
+    "CD003": (PLACEHOLDERS, OPTS),            # ${CLUSTER_NAME}, {{ .Values.podCIDR }}
     "CD101": (DEFAULT, OPTS),                 # chart default: VXLAN tunnel
     "CD102": (CONFIG_VIEW, OPTS),             # native routing, masquerading, no CIDR
     "CD103": (MISCONFIGURED, OPTS),           # mtu 9100 on a 9001 network

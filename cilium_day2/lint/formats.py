@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import difflib
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -20,6 +19,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import yaml
 
 from ..errors import UserError
+from ..userfiles import MAX_LINT_INPUT_BYTES, BoundedLoader, read_text, yaml_error
 from .model import FIELD_BY_KEY, FIELD_BY_NAME, LEGACY_TUNNEL_KEY, RawValue, parse_value
 
 HELM, CONFIGMAP, TEXT = "helm", "configmap", "text"
@@ -76,20 +76,7 @@ def load_source(path: str) -> Source:
 
 
 def _read(path: str) -> str:
-    try:
-        if path == "-":
-            return sys.stdin.read()
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file; check the path") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory; pass the files inside it (e.g. {path}/*.yaml)") from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror or exc}); check permissions") from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not a UTF-8 text file; pass YAML or a text dump") from None
+    return read_text(path, path, MAX_LINT_INPUT_BYTES, dir_hint=f"the files inside it (e.g. {path}/*.yaml)")
 
 
 def _suppressions(text: str) -> Dict[str, int]:
@@ -107,14 +94,11 @@ def _suppressions(text: str) -> Dict[str, int]:
 
 def _from_yaml(path: str, text: str) -> Source:
     try:
-        docs = list(yaml.safe_load_all(text))
-        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        # Both through the bounded loader: an alias bomb is refused before anything walks it.
+        nodes = list(yaml.compose_all(text, Loader=BoundedLoader))
+        docs = list(yaml.load_all(text, Loader=BoundedLoader))  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "cannot parse"
-        raise UserError(f"{path}: malformed YAML{where} ({problem}); fix the syntax, "
-                        f"or pass `cilium config view` output as plain text") from None
+        raise yaml_error(path, exc, "fix the syntax, or pass `cilium config view` output as plain text") from None
 
     pairs = [(doc, node) for doc, node in zip(docs, nodes) if doc is not None]
     if not pairs:

@@ -168,10 +168,22 @@ class ClusterConfig:
     @property
     def kpr_enabled(self) -> bool:
         """kube-proxy replacement handles services (new true/false, or old strict/partial+NodePort)."""
+        if self.kube_proxy_replacement == "probe":
+            return True  # probe switches NodePort on wherever the kernel supports it
+        return self.kpr_mode == "full" or (self.kpr_mode == "partial" and bool(self.enable_node_port))
+
+    @property
+    def kpr_mode(self) -> str:
+        """"full", "partial" or "off". Before 1.15 (deprecated in 1.14): `strict` is the full
+        replacement (today's `true`); `partial` replaces what is enabled one by one (NodePort,
+        host port, ...), and `probe` (1.12 and older) is partial with the features the kernel
+        supports switched on, NodePort included; `disabled` is off."""
         kpr = self.kube_proxy_replacement
         if kpr in ("true", "strict"):
-            return True
-        return kpr in ("partial", "probe") and bool(self.enable_node_port)
+            return "full"
+        if kpr in ("partial", "probe"):
+            return "partial"
+        return "off"
 
     @property
     def cloud_ipam(self) -> bool:
@@ -343,6 +355,21 @@ class InvalidValue:
     value: Any
     line: Optional[int]
     reason: str
+    unresolved: bool = False  # a deploy-time placeholder, not a wrong value
+
+
+# `${VAR}` (Flux post-build substitution, envsubst) and `{{ ... }}` (Helm, Go templates).
+PLACEHOLDER_RE = re.compile(r"\$\{[^}]*\}|\{\{.*?\}\}")
+
+
+def _placeholder(value: Any) -> Optional[str]:
+    """The first unresolved placeholder in a value (or in a list of values), if any."""
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, str):
+            match = PLACEHOLDER_RE.search(item)
+            if match:
+                return match.group(0)
+    return None
 
 
 def build_config(raw: Dict[str, RawValue]) -> Tuple[ClusterConfig, List[InvalidValue]]:
@@ -358,6 +385,11 @@ def build_config(raw: Dict[str, RawValue]) -> Tuple[ClusterConfig, List[InvalidV
             if item is None:
                 item = raw.get(alias)
         if item is None:
+            continue
+        placeholder = _placeholder(item.value)
+        if placeholder is not None:
+            invalid.append(InvalidValue(spec.name, item.key, item.value, item.line,
+                                        f"{placeholder} is filled in at deploy time", unresolved=True))
             continue
         try:
             parsed = parse_value(spec, item.value)

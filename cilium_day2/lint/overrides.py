@@ -17,12 +17,10 @@ and ignores the others. Shape:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Dict, Iterable, Optional, Tuple
 
-import yaml
-
 from ..errors import UserError
+from ..userfiles import load_yaml_file
 from .rules import SEVERITIES, resolve, valid_rule_tokens
 
 OPTION_RANGES = {"network_mtu": (68, 65535), "max_pods_per_node": (1, 10000)}
@@ -78,18 +76,7 @@ class Overrides:
 def load_overrides(path: Optional[str]) -> Overrides:
     if not path:
         return Overrides()
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"--values {path}: no such file; check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"--values {path}: cannot read ({exc}); pass a YAML overrides file") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise UserError(f"--values {path}: malformed YAML{where}; fix the syntax") from None
+    data = load_yaml_file(path, f"--values {path}")
     if data is None:
         return Overrides()
     if not isinstance(data, dict):

@@ -50,7 +50,7 @@ def catalog() -> Tuple[Rule, ...]:
         rules.append(rule)
     ids = [r.id for r in rules] + [r.name for r in rules]
     assert len(ids) == len(set(ids)), "duplicate rule id or name in the catalog"
-    missing = {r.id for r in rules} - set(PREDICATES) - set(FLEET_RULES) - {"CD001", "CD002"}
+    missing = {r.id for r in rules} - set(PREDICATES) - set(FLEET_RULES) - {"CD001", "CD002", "CD003"}
     assert not missing, f"rules without a predicate: {sorted(missing)}"
     return tuple(rules)
 
@@ -145,6 +145,13 @@ def evaluate_cluster(cluster: ClusterInput) -> List[Finding]:
     findings: List[Finding] = []
     for item in cluster.invalid:
         spec = FIELD_BY_NAME[item.field]
+        if item.unresolved:
+            findings.append(_finding(rules["CD003"], cluster, Hit(
+                message=f"{item.key} = {item.value!r} is unresolved ({item.reason}): not checked, and rules "
+                        f"reading it were skipped",
+                setting=spec.configmap, value=_short(item.value), key=item.key, line=item.line,
+                helm_key=spec.helm, configmap_key=spec.configmap)))
+            continue
         findings.append(_finding(rules["CD001"], cluster, Hit(
             message=f"{item.key} = {item.value!r} is not valid: {item.reason}",
             setting=spec.configmap, value=_short(item.value), key=item.key, line=item.line,
@@ -528,6 +535,10 @@ def _metrics_off(c: ClusterConfig, ctx: Ctx) -> List[Hit]:
             value = "(unset)"
         hits.append(Hit("cilium-agent metrics are not exposed (no prometheus-serve-addr): map pressure, drops and "
                         "conntrack GC cannot be alerted on", field="prometheus_serve_addr", value=value))
+    if c.hubble_enabled and not c.hubble_metrics:
+        hits.append(Hit("Hubble is enabled but serves no metrics (hubble.metrics.enabled is empty): "
+                        "hubble_lost_events_total does not exist, so lost flows cannot be alerted on",
+                        field="hubble_metrics", value="(empty)"))
     if ctx.cluster.source.agent_view:
         pass  # the agent's dump says nothing about the operator
     elif c.operator_metrics_enabled is False:

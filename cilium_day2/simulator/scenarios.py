@@ -7,9 +7,8 @@ objects so that a typo in a knob or a node index fails at load time with a messa
 import os
 from dataclasses import dataclass, field
 
-import yaml
-
 from ..errors import UserError
+from ..userfiles import load_yaml_file
 from . import knobs as K
 from .model import Clock, Cluster, node_name
 from .profiles import parse_duration
@@ -70,13 +69,7 @@ def _fail(path, where, message):
 
 def load_scenarios(path=None):
     path = path or DEFAULT_PATH
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = yaml.safe_load(f)
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read the scenarios file ({exc.strerror}); check the path") from None
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}); fix the syntax") from None
+    doc = load_yaml_file(path, f"{path}")
     if not isinstance(doc, dict) or not isinstance(doc.get("scenarios"), dict):
         _fail(path, "top level", "needs a `scenarios:` mapping")
     global DEFAULT_NODES

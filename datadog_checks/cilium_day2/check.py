@@ -2,7 +2,7 @@ from datadog_checks.base import ConfigurationError, OpenMetricsBaseCheckV2
 from datadog_checks.base.checks.openmetrics.v2.scraper import OpenMetricsScraper
 
 from .config import build_scraper_configs
-from .scraper import CiliumScraper
+from .scraper import CiliumScraper, InvalidEndpoint
 
 # The scraper overrides `OpenMetricsScraper._scrape`, which datadog-checks-base has had since
 # 37.10.0 (Agent 7.66). On an older base the method is never called: the base class's generic
@@ -39,6 +39,8 @@ class CiliumDay2Check(OpenMetricsBaseCheckV2):
         self.scrapers = {config["cilium_component"]: self.create_scraper(config) for config in self.scraper_configs}
 
     def create_scraper(self, config):
+        if "config_error" in config:
+            return InvalidEndpoint(self, config)
         return CiliumScraper(self, self.get_config_with_defaults(config))
 
     def check(self, _):

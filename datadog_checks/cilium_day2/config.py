@@ -73,7 +73,12 @@ def metric_config(families):
 
 
 def build_scraper_configs(instance):
-    """Validate an instance and return one scraper config per configured endpoint."""
+    """Validate an instance and return one scraper config per configured endpoint.
+
+    An endpoint whose URL is invalid gets a config carrying only `cilium_component` and
+    `config_error`: it fails alone, every run, while the instance's valid endpoints are collected
+    (as an endpoint that fails at run time would). With no valid endpoint at all, the instance
+    itself is misconfigured and this raises."""
     if instance.get("openmetrics_endpoint"):
         raise ConfigurationError(
             "`openmetrics_endpoint` is not used by cilium_day2: use `agent_endpoint`, `operator_endpoint` "
@@ -94,9 +99,15 @@ def build_scraper_configs(instance):
     hubble_labels = _list_option(instance, "hubble_include_labels")
 
     configs = []
+    errors = []
     for option, url in configured.items():
         component, _ = ENDPOINT_OPTIONS[option]
-        url = validate_endpoint(option, url)
+        try:
+            url = validate_endpoint(option, url)
+        except ConfigurationError as exc:
+            errors.append(str(exc))
+            configs.append({"cilium_component": component, "config_error": str(exc), "tags": list(tags)})
+            continue
         config = {k: v for k, v in instance.items() if k not in ENDPOINT_OPTIONS}
         for key, value in SCRAPER_DEFAULTS.items():
             config.setdefault(key, value)
@@ -111,4 +122,6 @@ def build_scraper_configs(instance):
             }
         )
         configs.append(config)
+    if len(errors) == len(configs):
+        raise ConfigurationError("; ".join(errors))
     return configs

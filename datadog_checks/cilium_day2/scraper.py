@@ -3,13 +3,12 @@
 import re
 
 from prometheus_client.parser import text_fd_to_metric_families as parse_prometheus
-from requests.exceptions import ConnectionError as RequestsConnectionError
-from requests.exceptions import ContentDecodingError, ChunkedEncodingError, HTTPError, ReadTimeout, Timeout
+from requests.exceptions import HTTPError
 
 from datadog_checks.base.checks.openmetrics.v2.scraper import OpenMetricsScraper
 from datadog_checks.base.constants import ServiceCheck
 
-from cilium_day2 import metrics
+from cilium_day2 import body, metrics
 from cilium_day2.reader import ExpositionReader, FamilyPlan
 from cilium_day2.urls import safe_url
 
@@ -28,13 +27,19 @@ class CiliumScraper(OpenMetricsScraper):
     parser and transformers. The mapped families take the fast path below.
     """
 
-    CHUNK_SIZE = 1 << 18
-
     def __init__(self, check, config):
         super().__init__(check, config)
         self.component = config["cilium_component"]
         self.SERVICE_CHECK_HEALTH = f"{self.component}.openmetrics.health"
         self.display_url = safe_url(self.endpoint)
+        # The base class tags every metric and service check `endpoint:<the URL as configured>`,
+        # credentials and query string included: tag the shown form instead.
+        raw_tag = f"endpoint:{self.endpoint}"
+        self.static_tags = tuple(f"endpoint:{self.display_url}" if t == raw_tag else t for t in self.static_tags)
+        self.tags = self.static_tags
+        # `timeout` bounds the whole response, not each read (see cilium_day2.body).
+        timeout = self.http.options.get("timeout")
+        self.deadline_seconds = float(max(timeout) if isinstance(timeout, (tuple, list)) else timeout or 10)
         # Several buckets per call needs datadog-checks-base 38.5+ and an Agent that supports it;
         # older Agents get one call per bucket.
         unsupported_reason = getattr(check, "multiple_histogram_buckets_unsupported_reason", None)
@@ -67,14 +72,17 @@ class CiliumScraper(OpenMetricsScraper):
     def _scrape(self):
         self._flush = bool(self.flush_first_value)
         self._buckets = {}
+        deadline = body.deadline_after(self.deadline_seconds)
         response = self.get_connection()
         try:
-            stats = self.reader.read(response.iter_content(self.CHUNK_SIZE, decode_unicode=True))
+            stats = self.reader.read(body.iter_text(response, deadline, f"{self.deadline_seconds:g}s (`timeout`)"))
         finally:
             response.close()
         self._flush_histograms()
         if self.reader.extra_lines:
             self._submit_extra(self.reader.extra_lines)
+        if not stats.lines:
+            raise ScrapeError("the response is empty: no metrics (is Cilium serving metrics on this port?)")
         if stats.lines and not stats.recognised:
             raise ScrapeError(f"the response is not a Prometheus exposition ({stats.lines} lines, none parseable)")
         if stats.lines and not stats.kept and not self.reader.extra_lines:
@@ -240,6 +248,28 @@ class CiliumScraper(OpenMetricsScraper):
         return None
 
 
+class InvalidEndpoint:
+    """An endpoint option that is not a usable URL: reported CRITICAL on every run, like an
+    endpoint that fails when scraped, without stopping the instance's other endpoints."""
+
+    def __init__(self, check, config):
+        self.check = check
+        self.component = config["cilium_component"]
+        self.namespace = check.__NAMESPACE__
+        self.message = f"{self.component} endpoint not collected: {config['config_error']}"
+        self.static_tags = list(config.get("tags") or []) + [f"cilium_component:{self.component}"]
+        self.tags = self.static_tags
+
+    def set_dynamic_tags(self, *tags):
+        self.tags = self.static_tags + list(tags)
+
+    def run_once(self):
+        self.check.service_check(
+            f"{self.component}.openmetrics.health", ServiceCheck.CRITICAL, tags=self.tags, message=self.message
+        )
+        return self.message
+
+
 def _bound_text(bound):
     if bound == INF:
         return "inf"
@@ -252,30 +282,11 @@ def describe_failure(exc):
     """One line naming the cause, without URLs (which may carry credentials) or stack frames."""
     if isinstance(exc, ScrapeError):
         return str(exc)
-    if isinstance(exc, (ReadTimeout, Timeout)):
-        return "timed out (raise `timeout` if the endpoint is slow, or check that the port is reachable)"
-    if isinstance(exc, (ChunkedEncodingError, ContentDecodingError)):
-        return "the response was cut off before its end (truncated body)"
-    if isinstance(exc, RequestsConnectionError):
-        text = str(exc)
-        for needle, reason in (
-            ("Connection refused", "connection refused (is Cilium serving metrics on this port?)"),
-            ("Name or service not known", "host name does not resolve"),
-            ("nodename nor servname", "host name does not resolve"),
-            ("timed out", "connection timed out"),
-            ("RemoteDisconnected", "the server closed the connection without a response"),
-            ("Connection reset", "connection reset by the server"),
-            ("CERTIFICATE_VERIFY_FAILED", "TLS certificate verification failed (see `tls_ca_cert`, `tls_verify`)"),
-            ("IncompleteRead", "the response was cut off before its end (truncated body)"),
-        ):
-            if needle in text:
-                return reason
-        return "connection failed"
-    if isinstance(exc, ValueError):
-        # prometheus_client raises bare ValueErrors; keep the offending text short.
+    if isinstance(exc, ValueError) and type(exc) is ValueError:
+        # prometheus_client (user `extra_metrics`) raises bare ValueErrors; keep the text short.
         detail = re.sub(r"\s+", " ", str(exc))[:160]
         return f"invalid Prometheus exposition ({detail or 'unparseable line'})"
-    return f"{type(exc).__name__}: {re.sub(r'https?://[^ ]+', '<url>', str(exc))[:200]}"
+    return body.describe_failure(exc)
 
 
 def _extra_matcher(extra_metrics):
