@@ -1,6 +1,6 @@
-"""`cilium-day2`: one entry point, one subcommand per module.
+"""`cilium-day2`: one entry point, one subcommand per package.
 
-Each subcommand lives in its own module, which provides `add_arguments(parser)` and
+Each subcommand is its package's `command` module, which provides `add_arguments(parser)` and
 `run(args) -> int`. Modules are imported only when their subcommand runs, so `--help` stays fast
 and a missing optional dependency only affects the command that needs it.
 
@@ -17,10 +17,10 @@ from .errors import UserError
 
 SUBCOMMANDS = {
     # name: (module, one-line help)
-    "render": ("cilium_day2.render", "render the Day-2 pack (Datadog, Prometheus, Grafana) from the signal catalog"),
-    "doctor": ("cilium_day2.doctor", "check live Cilium endpoints against the catalog (an upgrade gate)"),
-    "simulate": ("cilium_day2.simulate", "serve simulated Cilium agent/operator/Hubble endpoints for a failure scenario"),
-    "lint-config": ("cilium_day2.lint_config", "check Cilium Helm values or cilium-config against Day-2 guidance"),
+    "render": ("cilium_day2.render.command", "render the Day-2 pack (Datadog, Prometheus, Alertmanager, Grafana) from the signal catalog"),
+    "doctor": ("cilium_day2.doctor.command", "check live Cilium endpoints against the catalog (an upgrade gate)"),
+    "simulate": ("cilium_day2.simulator.command", "serve simulated Cilium agent/operator/Hubble endpoints for a failure scenario"),
+    "lint-config": ("cilium_day2.lint.command", "check Cilium Helm values or cilium-config against Day-2 guidance"),
 }
 
 

@@ -13,3 +13,7 @@ class UserError(Exception):
         super().__init__(message)
         if exit_code is not None:
             self.exit_code = exit_code
+
+
+class CatalogError(UserError):
+    """The packaged catalog (or an override of it) is invalid."""

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from cilium_day2.catalog import load_catalog
-from cilium_day2.renderers import prometheus
+from cilium_day2.render import prometheus
 
 from .alertmanager_server import AMTOOL, AlertmanagerServer, WebhookReceiver, require_alertmanager, require_amtool
 from .prometheus_server import PrometheusServer, require_prometheus

@@ -7,8 +7,8 @@ import yaml
 
 from cilium_day2.catalog import load_base_catalog, load_catalog, parse_duration
 from cilium_day2.errors import UserError
-from cilium_day2.overrides import load_values
-from cilium_day2.query import Sample, Snapshot, evaluate, histogram_quantile, parse_root
+from cilium_day2.catalog.overrides import load_values
+from cilium_day2.catalog.query import Sample, Snapshot, evaluate, histogram_quantile, parse_root
 
 CONTRACT_IDS = {
     "datapath": ["bpf_map_pressure", "bpf_map_ops_failing", "datapath_capacity_drops", "conntrack_gc_incomplete",
@@ -247,7 +247,7 @@ def test_bad_queries_are_rejected(query, words):
 
 
 def test_also_families_are_read_together_and_validated():
-    from cilium_day2.query import QueryError, parse_query
+    from cilium_day2.catalog.query import QueryError, parse_query
 
     query = parse_query({"fn": "increase", "metric": "new_family_count", "also": ["old_family"]})
     assert query.selector.families() == ["new_family_count", "old_family"]
@@ -259,7 +259,7 @@ def test_also_families_are_read_together_and_validated():
 
 
 def test_every_quantile_threshold_is_a_bound_cilium_can_report():
-    from cilium_day2.buckets import family_layouts
+    from cilium_day2.catalog.buckets import family_layouts
 
     signals = [s for s in load_base_catalog().signals if s.quantile]
     assert len(signals) >= 6
@@ -308,7 +308,7 @@ DEF_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 def test_share_within_a_bound_decides_like_histogram_quantile(share_at):
     """The Prometheus rules compare the share of observations in `le=T` with q instead of
     computing the quantile; at a bucket bound both give the same answer."""
-    from cilium_day2.query import fraction_within
+    from cilium_day2.catalog.query import fraction_within
 
     total, labels, name = 1000.0, {"cluster": "c", "action": "Get"}, "cilium_kvstore_operations_duration_seconds"
     cumulative, share = {}, 0.0

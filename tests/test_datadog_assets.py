@@ -11,7 +11,7 @@ from datadog_api_client.model_utils import OpenApiModel, UnparsedObject, validat
 from datadog_api_client.v1.model.dashboard import Dashboard
 from datadog_api_client.v1.model.monitor import Monitor
 
-from cilium_day2.renderers import datadog as render
+from cilium_day2.render import datadog as render
 from cilium_day2.catalog import load_catalog
 
 from .common import AGENT_FIXTURES, HUBBLE_FIXTURES, OPERATOR_FIXTURES, make_check, submitted

@@ -6,8 +6,8 @@ import pytest
 
 from cilium_day2 import cli
 from cilium_day2.catalog import load_catalog
-from cilium_day2.doctor import Endpoint, ScrapeError, diagnose, hint, parse_samples, reader_plans
-from cilium_day2.evaluate import CRITICAL, NO_DATA, OK, WARNING
+from cilium_day2.doctor.command import Endpoint, ScrapeError, diagnose, hint, parse_samples, reader_plans
+from cilium_day2.catalog.evaluate import CRITICAL, NO_DATA, OK, WARNING
 from cilium_day2.simulator.model import Clock
 from cilium_day2.simulator.scenarios import load_scenarios
 from cilium_day2.simulator.server import Simulation

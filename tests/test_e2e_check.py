@@ -35,7 +35,7 @@ def datadog_names_of(signal_id):
     """Datadog names of the families a signal's query reads (for signals without a monitor)."""
     from cilium_day2 import metrics
     from cilium_day2.catalog import load_catalog
-    from cilium_day2.query import iter_selectors
+    from cilium_day2.catalog.query import iter_selectors
 
     catalog = load_catalog()
     signal = catalog.signal(signal_id)

@@ -22,10 +22,10 @@ import time
 import pytest
 
 from cilium_day2.catalog import load_catalog
-from cilium_day2.doctor import Endpoint, diagnose
-from cilium_day2.evaluate import CRITICAL, NO_DATA, WARNING
-from cilium_day2.renderers.prometheus import RULES_FILE
-from cilium_day2.renderers.prometheus import render as render_prometheus
+from cilium_day2.doctor.command import Endpoint, diagnose
+from cilium_day2.catalog.evaluate import CRITICAL, NO_DATA, WARNING
+from cilium_day2.render.prometheus import RULES_FILE
+from cilium_day2.render.prometheus import render as render_prometheus
 from cilium_day2.simulator.model import Clock
 from cilium_day2.simulator.scenarios import load_scenarios
 from cilium_day2.simulator.server import Simulation

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from cilium_day2.catalog import load_catalog
-from cilium_day2.query import breaches
-from cilium_day2.renderers import grafana
+from cilium_day2.catalog.query import breaches
+from cilium_day2.render import grafana
 
 ROOT = Path(__file__).resolve().parents[1]
 sdk = pytest.importorskip("grafana_foundation_sdk.models.dashboard",

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from cilium_day2 import cli
-from cilium_day2.reader import MAX_LINE_CHARS
+from cilium_day2.exposition.reader import MAX_LINE_CHARS
 from cilium_day2.userfiles import MAX_VALUES_BYTES
 from datadog_checks.base import AgentCheck
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cilium_day2 import render
-from cilium_day2.renderers import docs, grafana, prometheus
+from cilium_day2.render import command as render
+from cilium_day2.render import docs, grafana, prometheus
 from cilium_day2.catalog import load_catalog
 from cilium_day2.metrics import COMPONENT_MAPS, HISTOGRAMS
 

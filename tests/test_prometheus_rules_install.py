@@ -9,8 +9,8 @@ import yaml
 
 from cilium_day2.catalog import load_catalog
 from cilium_day2.errors import UserError
-from cilium_day2.query import Up
-from cilium_day2.renderers import prometheus
+from cilium_day2.catalog.query import Up
+from cilium_day2.render import prometheus
 
 from .prometheus_server import PROMTOOL, require_promtool
 
@@ -118,7 +118,7 @@ def test_every_alert_holds_or_keeps_firing():
 def test_values_print_readably():
     text = prometheus.render(load_catalog())[prometheus.RULES_FILE]
     assert 'printf \\"%.4g\\" $value }}{{ end }}/s' in text  # large rates use humanize, not 5.4e+04
-    from cilium_day2.renderers.text import format_value
+    from cilium_day2.render.text import format_value
     assert format_value("per_second", 54000) == "54k/s"
     assert format_value("per_second", 0.1) == "0.1/s"
     assert format_value("seconds", 90) == "1m 30s"

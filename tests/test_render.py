@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cilium_day2 import render
-from cilium_day2.renderers import datadog, docs, grafana, prometheus
+from cilium_day2.render import command as render
+from cilium_day2.render import datadog, docs, grafana, prometheus
 from cilium_day2.catalog import load_catalog
 from cilium_day2.cli import main
 

@@ -19,7 +19,7 @@ import math
 import threading
 import time
 
-from ..buckets import family_layouts
+from ..catalog.buckets import family_layouts
 from . import knobs as K
 from .exposition import Exposition
 from .profiles import Profile, profile_from_spec

@@ -8,8 +8,9 @@ from requests.exceptions import HTTPError
 from datadog_checks.base.checks.openmetrics.v2.scraper import OpenMetricsScraper
 from datadog_checks.base.constants import ServiceCheck
 
-from cilium_day2 import body, metrics
-from cilium_day2.reader import ExpositionReader, FamilyPlan
+from cilium_day2 import metrics
+from cilium_day2.exposition import body
+from cilium_day2.exposition.reader import ExpositionReader, FamilyPlan
 from cilium_day2.urls import safe_url
 
 INF = float("inf")
@@ -37,7 +38,7 @@ class CiliumScraper(OpenMetricsScraper):
         raw_tag = f"endpoint:{self.endpoint}"
         self.static_tags = tuple(f"endpoint:{self.display_url}" if t == raw_tag else t for t in self.static_tags)
         self.tags = self.static_tags
-        # `timeout` bounds the whole response, not each read (see cilium_day2.body).
+        # `timeout` bounds the whole response, not each read (see cilium_day2.exposition.body).
         timeout = self.http.options.get("timeout")
         self.deadline_seconds = float(max(timeout) if isinstance(timeout, (tuple, list)) else timeout or 10)
         # Several buckets per call needs datadog-checks-base 38.5+ and an Agent that supports it;

@@ -1,7 +1,7 @@
 """Turns `scenarios.yaml` into a promtool rule-test file for the rendered rules.
 
 Expected alerts are not written by hand: for each scenario the Python evaluator of the query
-model (`cilium_day2.query.evaluate`, the same code `doctor` uses) computes every group's value at
+model (`cilium_day2.catalog.query.evaluate`, the same code `doctor` uses) computes every group's value at
 the evaluation time from the same input series, and the catalog's thresholds decide which
 severities fire. promtool then checks that PromQL agrees: same groups, same severities, same
 values in the annotations.
@@ -18,8 +18,8 @@ from pathlib import Path
 import yaml
 
 from cilium_day2.catalog import Catalog, format_duration
-from cilium_day2.query import Sample, Snapshot, breaches, evaluate, fraction_within
-from cilium_day2.renderers.prometheus import prometheus_annotations
+from cilium_day2.catalog.query import Sample, Snapshot, breaches, evaluate, fraction_within
+from cilium_day2.render.prometheus import prometheus_annotations
 
 SCENARIOS = Path(__file__).with_name("scenarios.yaml")
 STEP = 60  # seconds between input samples, promtool's `interval`

@@ -1,9 +1,9 @@
-"""The Day-2 signal catalog: data files in `cilium_day2/data/signals/`, validated on load.
+"""The catalog's model: areas, signals and settings, validated as they are built.
 
 One YAML file per area. Each signal says what it means, what to do, its default thresholds,
-window and hold, its grouping and a backend-neutral query (see `cilium_day2.query`). The
-renderers (`cilium_day2.render`) and `doctor` only ever read the typed `Catalog` built here, with
-the user's overrides (`--values`, see `cilium_day2.overrides`) already applied.
+window and hold, its grouping and a backend-neutral query (see `catalog.query`). The
+renderers and `doctor` only ever read the typed `Catalog` built here (by `catalog.loading`),
+with the user's overrides (`--values`, see `catalog.overrides`) already applied.
 
     from cilium_day2.catalog import load_catalog
     catalog = load_catalog("values.yaml")      # or a parsed mapping, or None for the defaults
@@ -16,15 +16,11 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-import yaml
-
-from .errors import UserError
+from ..errors import CatalogError, UserError
+from .buckets import check_quantile_threshold
 from .query import Outlier, Quantile, Ratio, RootQuery, parse_root
-
-DATA_DIR = Path(__file__).parent / "data" / "signals"
 
 AREAS = ("datapath", "identity", "kvstore", "cloud_ipam", "control_plane", "hubble")
 COMPONENTS = ("agent", "operator", "hubble")
@@ -42,10 +38,6 @@ _REQUIRED_SIGNAL_KEYS = ("id", "title", "component", "unit", "meaning", "runbook
                          "group_by", "query")
 _ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _DURATION_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-
-
-class CatalogError(UserError):
-    """The packaged catalog (or an override of it) is invalid."""
 
 
 def parse_duration(value, where) -> int:
@@ -126,7 +118,7 @@ class Settings:
         return {"cluster": self.cluster_label, "node": self.node_label}.get(logical, logical)
 
     def dd_tag(self, logical: str) -> str:
-        from .metrics import RENAME_LABELS
+        from ..metrics import RENAME_LABELS
 
         mapped = {"cluster": self.cluster_tag, "node": self.node_tag}.get(logical)
         return mapped if mapped else RENAME_LABELS.get(logical, logical)
@@ -247,7 +239,6 @@ def check_quantile_thresholds(where, query: RootQuery, warning, critical):
     """Quantile thresholds must be bucket bounds Cilium's histogram can report (see `buckets`)."""
     if not isinstance(query.expr, Quantile):
         return
-    from .buckets import check_quantile_threshold
 
     sel = query.expr.selector
     for severity, value in (("warning", warning), ("critical", critical)):
@@ -255,7 +246,7 @@ def check_quantile_thresholds(where, query: RootQuery, warning, critical):
             check_quantile_threshold(where, (sel.metric,) + tuple(sel.also), severity, value)
 
 
-def _parse_signal(area_id: str, data, where) -> Signal:
+def parse_signal(area_id: str, data, where) -> Signal:
     if not isinstance(data, dict):
         raise CatalogError(f"{where}: expected a mapping")
     unknown = sorted(set(data) - _SIGNAL_KEYS)
@@ -314,48 +305,3 @@ def _parse_signal(area_id: str, data, where) -> Signal:
         no_data=choice("no_data", NO_DATA, "ok"),
         keep_firing_for=keep_firing_for,
     )
-
-
-def _load_area_file(path: Path):
-    data = yaml.safe_load(path.read_text())
-    where = f"{path.name}"
-    if not isinstance(data, dict) or set(data) - {"area", "title", "description", "signals"}:
-        raise CatalogError(f"{where}: expected keys area, title, description, signals")
-    area_id = data.get("area")
-    if area_id not in AREAS:
-        raise CatalogError(f"{where}.area: `{area_id}` is not one of {', '.join(AREAS)}")
-    area = Area(area_id, str(data.get("title", area_id)), " ".join(str(data.get("description", "")).split()))
-    signals = [_parse_signal(area_id, s, f"{where} signal #{i + 1}") for i, s in enumerate(data.get("signals") or [])]
-    return area, signals
-
-
-def load_base_catalog(data_dir: Path = DATA_DIR) -> Catalog:
-    """The packaged catalog with its defaults, no overrides."""
-    areas, signals = {}, []
-    for path in sorted(data_dir.glob("*.yaml")):
-        area, area_signals = _load_area_file(path)
-        areas[area.id] = area
-        signals.extend(area_signals)
-    seen = set()
-    for s in signals:
-        if s.id in seen:
-            raise CatalogError(f"signal {s.id}: defined twice")
-        seen.add(s.id)
-    ordered_areas = [areas[a] for a in AREAS if a in areas]
-    order = {a: i for i, a in enumerate(AREAS)}
-    signals.sort(key=lambda s: order[s.area])  # stable: keeps file order inside an area
-    return Catalog(Settings(), ordered_areas, signals)
-
-
-def load_catalog(overrides=None, data_dir: Path = DATA_DIR) -> Catalog:
-    """The catalog with user overrides applied.
-
-    `overrides` is None, a parsed `--values` mapping, or a path to the YAML file. Any problem
-    raises `cilium_day2.errors.UserError` with a one-line message naming the key.
-    """
-    from .overrides import apply_values, load_values
-
-    base = load_base_catalog(data_dir)
-    if overrides is None:
-        return base
-    return apply_values(base, load_values(overrides, base))

@@ -17,10 +17,10 @@ from typing import Dict, List, Optional, Sequence
 
 import yaml
 
-from ..backends.prometheus import PromQL, quote
+from .promql import PromQL, quote
 from ..catalog import Catalog, Signal, format_duration
 from ..errors import UserError
-from ..query import Up
+from ..catalog.query import Up
 from .text import comparison_text, env, format_threshold, format_value, runbook_url, value_template
 
 RULES_FILE = "assets/prometheus/cilium-day2.rules.yml"

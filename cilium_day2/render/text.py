@@ -15,7 +15,7 @@ import jinja2
 
 from ..catalog import Signal, format_duration
 
-TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(TEMPLATES)),

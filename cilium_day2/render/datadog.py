@@ -2,14 +2,14 @@
 overview dashboard.
 
 Metric names come from the check's own maps (`cilium_day2.metrics`, through
-`cilium_day2.backends.datadog`), never from this module.
+`render.datadog_query`), never from this module.
 """
 
 from __future__ import annotations
 
 from typing import Dict, List, Optional
 
-from ..backends.datadog import DatadogQuery, Unsupported, metric_name
+from .datadog_query import DatadogQuery, Unsupported, metric_name
 from ..catalog import Catalog, Signal
 from .text import comparison_text, env, format_threshold, runbook_url, to_json
 

@@ -15,7 +15,7 @@ a gate for a Helm post-upgrade hook or a CI job:
     3  could not evaluate: a component it was pointed at gave no Cilium metrics (unreachable, or
        not a Cilium endpoint, e.g. a node_exporter), and nothing is WARNING or CRITICAL
 
-Every endpoint is read through the shared bounded reader (cilium_day2.reader, cilium_day2.body):
+Every endpoint is read through the shared bounded reader (cilium_day2.exposition):
 `--timeout` bounds each whole response, bodies and lines have size limits (docs/limits.md), and a
 repeated series keeps its first value, exactly as in the Agent check.
 """
@@ -32,12 +32,13 @@ from typing import Callable, List, Optional
 
 from urllib.parse import urlsplit
 
-from . import body, metrics
-from .errors import UserError
-from .evaluate import CRITICAL, NO_DATA, OK, WARNING, evaluate_catalog, overall
-from .query import Distinct, Outlier, Quantile, Sample, Snapshot, iter_nodes, iter_selectors
-from .reader import ExpositionReader, FamilyPlan
-from .urls import safe_url
+from .. import metrics
+from ..exposition import body
+from ..errors import UserError
+from ..catalog.evaluate import CRITICAL, NO_DATA, OK, WARNING, evaluate_catalog, overall
+from ..catalog.query import Distinct, Outlier, Quantile, Sample, Snapshot, iter_nodes, iter_selectors
+from ..exposition.reader import ExpositionReader, FamilyPlan
+from ..urls import safe_url
 
 EXIT = {OK: 0, WARNING: 1, CRITICAL: 2}
 EXIT_UNEVALUATED = 3
@@ -519,7 +520,7 @@ def _json_default(value):
 
 
 def _duration(text, flag):
-    from .simulator.profiles import parse_duration
+    from ..simulator.profiles import parse_duration
 
     try:
         return parse_duration(text, flag)
@@ -529,7 +530,7 @@ def _duration(text, flag):
 
 def _missing_families(catalog, sampler):
     """Per endpoint: catalog families of its component absent from every one of its samples."""
-    from .query import iter_selectors
+    from ..catalog.query import iter_selectors
 
     wanted = {c: set() for c in COMPONENTS}
     for signal in catalog.enabled():
@@ -577,7 +578,7 @@ def diagnose(catalog, endpoints, cluster, samples, interval, timeout=10.0, time_
 
 
 def run(args):
-    from .catalog import load_catalog
+    from ..catalog import load_catalog
 
     catalog = load_catalog(args.values) if args.values else load_catalog()
     samples = args.samples
@@ -592,9 +593,9 @@ def run(args):
     if args.demo:
         if given or args.kubernetes:
             raise UserError("--demo runs against its own simulator; drop --agent/--operator/--hubble/--kubernetes")
-        from .simulator.model import Clock
-        from .simulator.scenarios import load_scenarios
-        from .simulator.server import Simulation
+        from ..simulator.model import Clock
+        from ..simulator.scenarios import load_scenarios
+        from ..simulator.server import Simulation
 
         scenarios = load_scenarios()
         if args.demo not in scenarios:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Dict, List
 
-from ..backends.prometheus import PromQL
+from .promql import PromQL
 from ..catalog import Catalog
 from .text import to_json
 

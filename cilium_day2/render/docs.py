@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Dict
 
-from ..backends.datadog import DatadogQuery, Unsupported
-from ..backends.prometheus import PromQL
+from .datadog_query import DatadogQuery, Unsupported
+from .promql import PromQL
 from ..catalog import Catalog, format_duration
-from ..query import Up
+from ..catalog.query import Up
 from .prometheus import ABSENT_EVIDENCE, absent_alert_name
 from .text import env, threshold_text
 

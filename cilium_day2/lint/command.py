@@ -11,12 +11,12 @@ from __future__ import annotations
 import sys
 from typing import List, Optional, Sequence
 
-from .errors import UserError
-from .lint.formats import load_source
-from .lint.model import build_config
-from .lint.overrides import OPTION_RANGES, Overrides, load_overrides
-from .lint.report import LintedFile, Result, render, rule_table
-from .lint.rules import ClusterInput, Finding, catalog, evaluate_cluster, evaluate_fleet, resolve, valid_rule_tokens
+from ..errors import UserError
+from .formats import load_source
+from .model import build_config
+from .overrides import OPTION_RANGES, Overrides, load_overrides
+from .report import LintedFile, Result, render, rule_table
+from .rules import ClusterInput, Finding, catalog, evaluate_cluster, evaluate_fleet, resolve, valid_rule_tokens
 
 
 def add_arguments(parser) -> None:

@@ -33,11 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Mapping, Union
 
-from .catalog import (
+from .model import (
     SETTINGS_FIELDS, Catalog, Settings, check_hold, check_quantile_thresholds, check_thresholds, format_duration, parse_duration,
 )
-from .errors import UserError
-from .userfiles import MAX_VALUES_BYTES, load_yaml, read_text
+from ..errors import UserError
+from ..userfiles import MAX_VALUES_BYTES, load_yaml, read_text
 from .query import CLOUD_APIS, Outlier, Ratio, RootQuery
 
 TOP_LEVEL_KEYS = ("settings", "signals", "lint")

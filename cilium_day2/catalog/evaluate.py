@@ -1,8 +1,8 @@
 """Local evaluation of catalog signals: samples in, one status per signal out.
 
-`doctor` collects snapshots of every endpoint (see `cilium_day2.doctor`), this module turns them
+`doctor` collects snapshots of every endpoint (see `cilium_day2.doctor.command`), this module turns them
 into findings with the catalog's thresholds and comparison, through the catalog's own evaluator
-(`cilium_day2.query.evaluate`), so that a signal means the same number here as in the rendered
+(`cilium_day2.catalog.query.evaluate`), so that a signal means the same number here as in the rendered
 Prometheus rules and Datadog monitors.
 
 Where the two cannot be the same, the difference is deliberate and documented:
@@ -12,7 +12,7 @@ Where the two cannot be the same, the difference is deliberate and documented:
   span. `increase` and `delta` are extrapolated from it to the signal's window, as PromQL
   extrapolates; `changes` counts what the samples saw (sample over the whole window to count
   restarts). When the sampling interval is longer than a window, they use the last two
-  samples (the query evaluator's rule, `cilium_day2.query.Evaluator`).
+  samples (the query evaluator's rule, `cilium_day2.catalog.query.Evaluator`).
 * Totals over a window (`increase`, `delta`, `changes`) are not extrapolated from samples that
   span less than the window: a quiet counter seen for 15 s says nothing about 15 minutes. The
   observed total is a lower bound of the window's, so it still decides when it already crosses

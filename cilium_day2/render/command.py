@@ -13,7 +13,7 @@ Writes under DIR (default: the current directory):
     docs/signals.md                                 the signal reference (runbook anchors)
     README.md                                       the signals table, if DIR has one with markers
 
-Each target's files come from its module in `cilium_day2.renderers`; this module only chooses
+Each target's files come from its module in this package; this module only chooses
 the targets and writes. Everything is rendered into a temporary folder first and moved into
 place only when all of it rendered, so a bad values file writes nothing.
 """
@@ -26,9 +26,9 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from .catalog import Catalog, load_catalog
-from .errors import UserError
-from .renderers import datadog, docs, grafana, prometheus
+from ..catalog import Catalog, load_catalog
+from ..errors import UserError
+from . import datadog, docs, grafana, prometheus
 
 BACKENDS = ("datadog", "prometheus", "grafana")
 MONITOR_DIR = datadog.MONITOR_DIR

@@ -16,7 +16,7 @@ from typing import List, Sequence, Tuple
 
 from ..catalog import Settings, Signal
 from ..metrics import COMPONENT_MAPS, HISTOGRAM, RENAME_LABELS, metric_type
-from ..query import (
+from ..catalog.query import (
     Changes, Delta, Distinct, Increase, Match, Outlier, Quantile, Rate, Ratio, Selector, Up, Value,
 )
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 from typing import List, Optional, Sequence
 
-from ..buckets import le_forms
+from ..catalog.buckets import le_forms
 from ..catalog import Settings, Signal, format_duration
-from ..query import (
+from ..catalog.query import (
     Changes, Delta, Distinct, Increase, Match, Outlier, Quantile, Rate, Ratio, Selector, Up, Value,
 )
 

@@ -11,11 +11,11 @@ import time
 
 import yaml
 
-from .errors import UserError
-from .simulator.model import AGENT, HUBBLE, OPERATOR, Clock
-from .simulator.profiles import parse_duration
-from .simulator.scenarios import DEFAULT_NODES, load_scenarios
-from .simulator.server import Simulation
+from ..errors import UserError
+from .model import AGENT, HUBBLE, OPERATOR, Clock
+from .profiles import parse_duration
+from .scenarios import DEFAULT_NODES, load_scenarios
+from .server import Simulation
 
 
 def add_arguments(parser):

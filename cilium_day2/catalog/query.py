@@ -1,7 +1,7 @@
 """The backend-neutral query model of a signal, and its evaluation in plain Python.
 
 A signal's `query:` in the catalog is parsed into a small tree of the node types below. The
-renderers in `cilium_day2.backends` turn the tree into PromQL or a Datadog query; `evaluate()`
+compilers in `cilium_day2.render` (`promql`, `datadog_query`) turn the tree into PromQL or a Datadog query; `evaluate()`
 computes the same quantity from raw scraped samples (for `cilium-day2 doctor`). Keeping the set
 of functions small is what makes three implementations of each affordable.
 
@@ -53,7 +53,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
-from .errors import UserError
+from ..errors import UserError
 
 AGGREGATIONS = ("max", "min", "sum", "avg")
 OVER_TIME = ("max", "min", "avg")

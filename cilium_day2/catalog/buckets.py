@@ -20,7 +20,9 @@ from typing import Dict, List, Sequence, Tuple
 
 import yaml
 
-DATA_FILE = Path(__file__).parent / "data" / "histograms.yaml"
+from ..errors import CatalogError
+
+DATA_FILE = Path(__file__).resolve().parent.parent / "data" / "histograms.yaml"
 
 
 @lru_cache(maxsize=1)
@@ -54,7 +56,6 @@ def _fmt(values: Sequence[float]) -> str:
 
 def check_quantile_threshold(where: str, metrics: Sequence[str], severity: str, value: float) -> None:
     """Raise CatalogError unless `value` is a usable bound of every family in `metrics`."""
-    from .catalog import CatalogError
 
     for metric in metrics:
         found = family_layouts(metric)
