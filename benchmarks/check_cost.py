@@ -41,10 +41,15 @@ FULL_SIZES = [
     ("agent + hubble 10k", "agent+hubble", 10_000),
     ("agent + hubble 50k", "agent+hubble", 50_000),
     ("agent + hubble 200k", "agent+hubble", 200_000),
+    ("hubble 50k mixed", "hubble:mixed", 50_000),
+    ("hubble 50k escaped", "hubble:escaped", 50_000),
+    ("hubble 50k timestamps", "hubble:timestamps", 50_000),
+    ("hubble 50k openmetrics", "hubble:openmetrics", 50_000),
     ("operator 500 nodes", "operator", 500),
     ("operator 5000 nodes", "operator", 5_000),
 ]
-QUICK_SIZES = [FULL_SIZES[0], FULL_SIZES[2], FULL_SIZES[3], FULL_SIZES[5]]
+QUICK_NAMES = ("agent only", "agent + hubble 10k", "agent + hubble 50k", "hubble 50k mixed", "operator 500 nodes")
+QUICK_SIZES = [size for size in FULL_SIZES if size[0] in QUICK_NAMES]
 MODES = ("cilium_day2", "stock", "floor")
 
 
@@ -54,6 +59,9 @@ def build_payloads(kind, size):
         return {"/agent": payloads.agent()}
     if kind == "agent+hubble":
         return {"/agent": payloads.agent(), "/hubble": payloads.hubble(size)}
+    if kind.startswith("hubble:"):
+        # A node's two endpoints, with the Hubble one in an unusual shape.
+        return {"/agent": payloads.agent(), "/hubble": payloads.hubble(size, shape=kind.split(":", 1)[1])}
     return {"/operator": payloads.operator(size)}
 
 
@@ -269,8 +277,8 @@ def main(argv=None):
             series = f"{r['series']:>8}" if mode != "floor" else f"{'-':>8}"
             print(f"{row['payload']:<22}{row['lines']:>8}{row['mb']:>7.2f} | {mode:<11}{r['cpu']:>8.3f}{r['wall']:>8.3f}"
                   f"{r['peak_mb']:>9.1f}{series}{1e6 * r['cpu'] / row['lines']:>9.2f} | {ratios}")
-    print("\nratios: cpu/stock = CiliumDay2Check CPU / stock OpenMetricsBaseCheckV2 CPU (target <= 0.12 on the 50k payload);"
-          " cpu/floor = CiliumDay2Check CPU / fetch-and-split CPU (target <= 3).")
+    print("\nratios: cpu/stock = CiliumDay2Check CPU / stock OpenMetricsBaseCheckV2 CPU (targets: <= 0.12 for consistent"
+          " label sets, never above 1.0 for any shape); cpu/floor = CiliumDay2Check CPU / fetch-and-split CPU (target <= 3).")
     return 0
 
 

@@ -97,8 +97,16 @@ def agent(policy_maps=40):
     return "".join(out)
 
 
-def hubble(context_series):
-    """`context_series` hubble_flows_processed_total series with workload context labels."""
+def hubble(context_series, shape="consistent"):
+    """`context_series` hubble_flows_processed_total series with workload context labels.
+
+    `shape`: "consistent" (every series with the same label names, as client_golang writes them);
+    "mixed" (one series in 50 without the context labels, the first one among them, as a
+    relabelling proxy or a non-Go exporter may write them); "escaped" (one label value in 50 with
+    escaped quotes); "timestamps" (every sample with a timestamp); "openmetrics" (OpenMetrics with
+    an exemplar on every third sample, `_created` lines and `# EOF`).
+    """
+    openmetrics = shape == "openmetrics"
     out = []
     out.append("# HELP hubble_lost_events_total Number of lost events\n# TYPE hubble_lost_events_total counter\n")
     for source in ("perf_event_ring_buffer", "observer_events_queue", "hubble_ring_buffer"):
@@ -111,12 +119,24 @@ def hubble(context_series):
     for i in range(context_series):
         typ, subtype, verdict, proto = kinds[i % len(kinds)]
         src, dst = i // len(kinds), (i * 7919) % 997
-        out.append(
-            f'hubble_flows_processed_total{{destination="ns-{dst % 40}/wl-{dst}-x{dst % 9}k2",'
-            f'protocol="{proto}",source="ns-{src % 40}/wl-{src}-q{src % 7}z8",'
-            f'subtype="{subtype}",traffic_direction="{"ingress" if i % 2 else "egress"}",type="{typ}",'
-            f'verdict="{verdict}"}} {1000 + i * 3}\n'
-        )
+        if shape == "mixed" and i % 50 == 0:
+            labels = f'node="node-{i}",protocol="{proto}",subtype="{subtype}",type="{typ}",verdict="{verdict}"'
+        else:
+            workload = f'wl-{dst}-x{dst % 9}k2\\"v2\\"' if shape == "escaped" and i % 50 == 0 else f"wl-{dst}-x{dst % 9}k2"
+            labels = (f'destination="ns-{dst % 40}/{workload}",'
+                      f'protocol="{proto}",source="ns-{src % 40}/wl-{src}-q{src % 7}z8",'
+                      f'subtype="{subtype}",traffic_direction="{"ingress" if i % 2 else "egress"}",type="{typ}",'
+                      f'verdict="{verdict}"')
+        line = f"hubble_flows_processed_total{{{labels}}} {1000 + i * 3}"
+        if shape == "timestamps":
+            line += f" {1764547200000 + i}"
+        if openmetrics and i % 3 == 0:
+            line += f' # {{trace_id="{i:032x}"}} 1.0 1764547200.{i % 1000:03d}'
+        out.append(line + "\n")
+        if openmetrics:
+            out.append(f"hubble_flows_processed_created{{{labels}}} 1764547200.0\n")
+    if openmetrics:
+        out.append("# EOF\n")
     return "".join(out)
 
 

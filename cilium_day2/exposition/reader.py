@@ -44,6 +44,8 @@ LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"')
 ESCAPES_RE = re.compile(r'\\(.)')
 
 SKIP, KEEP, REDUCE, LOOSE, EXTRA = range(5)
+# Label sets read in bulk per family block; lines of further shapes are read one by one.
+MAX_SHAPES = 4
 _ALL_BUT_LAST = operator.itemgetter(slice(None, -1))
 
 
@@ -120,7 +122,7 @@ class ExpositionReader:
         self.mode = LOOSE
         self._base_line = 0
         self.plan = None
-        self.block = None  # (compiled regex, kept label names) of the current reduced block
+        self.block = None  # the shapes (regex, sample name, captured label names) of the current block
         self.seen = set()
         self.seen_rows = {}
         self.positional = {}  # (plan, sample name, kept label names) -> {values: sum}
@@ -235,72 +237,111 @@ class ExpositionReader:
 
     def _reduce_block(self, text, pos, end):
         """Sum a run of lines of a reduced family, by the values of its bounded labels."""
-        block = self._match_block(text, pos, end, self.plan.reduce)
-        if block is None:
-            self._lines(text, pos, end)
-            return
-        sample_name, names, matches, count = block
+        shapes, odd = self._match_block(text, pos, end, self.plan.reduce)
         stats = self.stats
-        stats.kept += count
-        stats.recognised += count
-        stats.reduced_in += count
-        sums = self.positional.setdefault((self.plan, sample_name, names), {})
-        get = sums.get
-        if not names:
-            sums[()] = get((), 0.0) + sum(map(float, matches))
-            return
-        for match in matches:
-            key = match[:-1]
-            sums[key] = get(key, 0.0) + float(match[-1])
+        for sample_name, names, matches in shapes:
+            count = len(matches)
+            stats.kept += count
+            stats.recognised += count
+            stats.reduced_in += count
+            sums = self.positional.setdefault((self.plan, sample_name, names), {})
+            get = sums.get
+            if not names:
+                sums[()] = get((), 0.0) + sum(map(float, matches))
+                continue
+            for match in matches:
+                key = match[:-1]
+                sums[key] = get(key, 0.0) + float(match[-1])
+        for start, stop in odd:
+            self._lines(text, start, stop)
 
     def _keep_block(self, text, pos, end):
         """Hand a run of lines of a kept gauge or counter family to `on_rows` in one piece."""
-        block = self._match_block(text, pos, end, None)
-        if block is None or not block[1]:
+        shapes, odd = self._match_block(text, pos, end, None)
+        if any(not names for _, names, _ in shapes):
+            # Unlabelled series (a family of one): the line path handles them and their duplicates.
             self._lines(text, pos, end)
             return
-        sample_name, names, rows, count = block
-        seen = self.seen_rows.setdefault((self.plan, sample_name, names), set())
-        keys = set(map(_ALL_BUT_LAST, rows))
-        if len(keys) == count and seen.isdisjoint(keys):
-            seen |= keys
-        else:
-            # A repeated series: keep the first of each, as the line path does.
-            kept = []
-            for row in rows:
-                key = row[:-1]
-                if key in seen:
-                    self.stats.duplicates += 1
-                    continue
-                seen.add(key)
-                kept.append(row)
-            rows = kept
-        stats = self.stats
-        stats.kept += len(rows)
-        stats.recognised += count
-        self.on_rows(self.plan, sample_name, names, rows)
+        for sample_name, names, rows in shapes:
+            count = len(rows)
+            seen = self.seen_rows.setdefault((self.plan, sample_name, names), set())
+            keys = set(map(_ALL_BUT_LAST, rows))
+            if len(keys) == count and seen.isdisjoint(keys):
+                seen |= keys
+            else:
+                # A repeated series: keep the first of each, as the line path does.
+                kept = []
+                for row in rows:
+                    key = row[:-1]
+                    if key in seen:
+                        self.stats.duplicates += 1
+                        continue
+                    seen.add(key)
+                    kept.append(row)
+                rows = kept
+            self.stats.kept += len(rows)
+            self.stats.recognised += count
+            self.on_rows(self.plan, sample_name, names, rows)
+        for start, stop in odd:
+            self._lines(text, start, stop)
 
     def _match_block(self, text, pos, end, allowed):
-        """(sample name, captured label names, rows, line count) for a run of lines that all have
-        the block's shape, or None when the run must be read line by line."""
-        if text.find("\\", pos, end) != -1:
-            return None
-        if self.block is None:
-            self.block = self._block_pattern(text[pos : text.find("\n", pos)], allowed)
-            if self.block is None:
-                return None
-        pattern, sample_name, names = self.block
-        rows = pattern.findall(text, pos, end)
-        count = text.count("\n", pos, end)
-        if len(rows) != count:
+        """Split a run of sample lines of one family into shapes read in bulk and odd lines.
+
+        Returns ([(sample name, captured label names, rows)], [(start, stop)]): each shape's rows
+        come from one `findall` (or `finditer`, when lines of other shapes sit between them);
+        the odd ranges hold the lines no shape fits (escaped characters, a label set seen fewer
+        than a few times, a malformed line), to be read line by line. Exporters give all series
+        of a family the same label names, so the common case is one shape and no odd line; a
+        family that mixes label sets costs one more pass per shape, and an odd line costs one line.
+        """
+        shapes = self.block
+        if shapes is None:
+            shapes = self.block = []
+        found, remaining = [], [(pos, end)]
+        for index in range(MAX_SHAPES):
+            if index == len(shapes):
+                start, stop = remaining[0]
+                line_end = text.find("\n", start, stop)
+                shape = self._block_pattern(text[start : stop if line_end == -1 else line_end], allowed)
+                if shape is None:
+                    break
+                shapes.append(shape)
+            pattern, sample_name, names = shapes[index]
+            rows, remaining = self._apply_shape(text, remaining, pattern, sample_name)
+            if rows:
+                found.append((sample_name, names, rows))
+            if not remaining:
+                break
+        return found, remaining
+
+    @staticmethod
+    def _apply_shape(text, ranges, pattern, sample_name):
+        """The rows `pattern` matches in `ranges`, and the sub-ranges of lines it does not."""
+        rows, left = [], []
+        for start, stop in ranges:
+            matched = pattern.findall(text, start, stop)
+            count = text.count("\n", start, stop) + (0 if stop == start or text[stop - 1] == "\n" else 1)
+            if len(matched) == count:
+                rows.extend(matched)
+                continue
             # OpenMetrics interleaves `<name>_created` lines with a counter's samples.
-            if not sample_name.endswith("_total"):
-                return None
-            created = "\n" + sample_name[: -len("_total")] + "_created"
-            count -= text.count(created, max(pos - 1, 0), end) + text.startswith(created[1:], pos)
-            if len(rows) != count:
-                return None
-        return sample_name, names, rows, count
+            if sample_name.endswith("_total"):
+                created = sample_name[: -len("_total")] + "_created"
+                extra = text.count("\n" + created, max(start - 1, 0), stop) + text.startswith(created, start)
+                if extra and len(matched) == count - extra:
+                    rows.extend(matched)
+                    continue
+            cursor = start
+            single = pattern.groups == 1
+            for match in pattern.finditer(text, start, stop):
+                if match.start() > cursor:
+                    left.append((cursor, match.start()))
+                rows.append(match.group(1) if single else match.groups())
+                cursor = match.end() + 1
+            if cursor < stop:
+                left.append((cursor, stop))
+        return rows, left
 
     def _block_pattern(self, first_line, allowed):
         """A regex for lines shaped like `first_line`, capturing the values of the `allowed`
@@ -314,10 +355,10 @@ class ExpositionReader:
         parts, names = [], []
         for label, _ in LABEL_RE.findall(match.group(2) or ""):
             if allowed is None or label in allowed:
-                parts.append(f'{label}="([^"\\n]*)"')
+                parts.append(f'{label}="([^"\\\\\\n]*)"')
                 names.append(label)
             else:
-                parts.append(f'{label}="[^"\\n]*"')
+                parts.append(f'{label}="[^"\\\\\\n]*"')
         labels = r"\{" + ",".join(parts) + r",?\}" if parts else r"(?:\{\})?"
         # An OpenMetrics timestamp or exemplar may follow the value.
         pattern = re.compile(f"^{re.escape(sample_name)}{labels} ([^ \\n]+)(?: -?[0-9][^ \\n]*)?(?: # [^\\n]*)?$", re.M)

@@ -1,0 +1,147 @@
+"""The block reader reads every exposition shape to exactly what the line-by-line path reads.
+
+The block path reads a family's lines in bulk, one regular expression per label set; lines of
+no known shape fall back to the line path one by one. Whatever the mix, the samples must be the
+same as reading every line on its own, and the same whatever the chunk boundaries are.
+"""
+
+import random
+
+import pytest
+
+from cilium_day2.exposition.reader import ExpositionReader, FamilyPlan
+
+PLANS = [
+    FamilyPlan("hubble_flows_processed_total", "counter", reduce=("type", "subtype", "verdict", "protocol")),
+    FamilyPlan("hubble_lost_events_total", "counter", reduce=("source",)),
+    FamilyPlan("cilium_bpf_map_pressure", "gauge"),
+    FamilyPlan("cilium_drop_count_total", "counter"),
+    FamilyPlan("cilium_controllers_failing", "gauge"),
+]
+
+
+class LineByLine(ExpositionReader):
+    """The reference: every sample line read on its own."""
+
+    def _match_block(self, text, pos, end, allowed):
+        return [], [(pos, end)]
+
+
+def read(reader_class, body, chunk_sizes=None):
+    samples = []
+
+    def on_sample(plan, name, pairs, value):
+        samples.append((name, tuple(sorted(pairs)), value))
+
+    def on_rows(plan, name, label_names, rows):
+        for row in rows:
+            if isinstance(row, str):
+                row = (row,)
+            samples.append((name, tuple(sorted(zip(label_names, row[:-1]))), float(row[-1])))
+
+    reader = reader_class(PLANS, on_sample, on_rows=on_rows)
+    if chunk_sizes is None:
+        chunks = [body]
+    else:
+        chunks, pos = [], 0
+        while pos < len(body):
+            size = chunk_sizes[len(chunks) % len(chunk_sizes)]
+            chunks.append(body[pos : pos + size])
+            pos += size
+    reader.read(chunks)
+    return sorted(samples), reader.stats
+
+
+def flows(i, context=True, escaped=False, timestamp=False, exemplar=False):
+    kinds = (("L3_L4", "", "FORWARDED", "TCP"), ("L7", "DNS", "FORWARDED", "UDP"), ("Trace", "to-stack", "DROPPED", "TCP"))
+    typ, subtype, verdict, proto = kinds[i % len(kinds)]
+    labels = [f'protocol="{proto}"', f'source="ns-{i % 3}/src-{i}"']  # every series unique
+    if context:
+        workload = f'wl-{i % 17}\\"quoted\\"' if escaped else f"wl-{i % 17}"
+        labels = [f'destination="ns-{i % 5}/{workload}"'] + labels
+    labels += [f'subtype="{subtype}"', f'type="{typ}"', f'verdict="{verdict}"']
+    line = f"hubble_flows_processed_total{{{','.join(labels)}}} {100 + i}"
+    if timestamp:
+        line += f" {1700000000000 + i}"
+    if exemplar:
+        line += f' # {{trace_id="{i:032x}"}} 1.0 1700000000.{i % 1000:03d}'
+    return line + "\n"
+
+
+def hubble_body(lines):
+    return (
+        "# HELP hubble_lost_events_total Number of lost events\n# TYPE hubble_lost_events_total counter\n"
+        'hubble_lost_events_total{source="perf_event_ring_buffer"} 2\n'
+        'hubble_lost_events_total{source="hubble_ring_buffer"} 5\n'
+        "# HELP hubble_flows_processed_total Total number of flows processed\n"
+        "# TYPE hubble_flows_processed_total counter\n" + "".join(lines)
+    )
+
+
+AGENT = (
+    "# TYPE cilium_bpf_map_pressure gauge\n"
+    'cilium_bpf_map_pressure{map_name="ct4_global"} 0.87\n'
+    'cilium_bpf_map_pressure{map_name="snat_v4_external"} 0.93\n'
+    'cilium_bpf_map_pressure{map_name="weird\\\\name"} 0.2\n'
+    "# TYPE cilium_drop_count_total counter\n"
+    'cilium_drop_count_total{direction="INGRESS",reason="Policy denied"} 10\n'
+    'cilium_drop_count_total{reason="CT: Map insertion failed"} 3\n'
+    'cilium_drop_count_total{direction="EGRESS",reason="CT: Map insertion failed"} 7\n'
+    'cilium_drop_count_total{direction="EGRESS",reason="CT: Map insertion failed"} 7\n'
+    "# TYPE cilium_controllers_failing gauge\n"
+    "cilium_controllers_failing 2\n"
+)
+
+SHAPES = {
+    "consistent": hubble_body([flows(i) for i in range(600)]),
+    "mixed label sets": hubble_body([flows(i, context=i % 40 != 0) for i in range(600)]),
+    "odd first line": hubble_body([flows(0, context=False)] + [flows(i) for i in range(1, 600)]),
+    "many label sets": hubble_body(
+        [flows(i, context=i % 3 != 0) if i % 7 else f'hubble_flows_processed_total{{n="{i}",type="L7",x{i % 6}="a"}} 1\n'
+         for i in range(600)]),
+    "escaped quotes": hubble_body([flows(i, escaped=i % 25 == 0) for i in range(600)]),
+    "timestamps": hubble_body([flows(i, timestamp=True) for i in range(600)]),
+    "some timestamps": hubble_body([flows(i, timestamp=i % 9 == 0) for i in range(600)]),
+    "openmetrics exemplars": hubble_body(
+        [flows(i, exemplar=i % 3 == 0) + f"hubble_flows_processed_created{{x=\"{i}\"}} 1.7e9\n" for i in range(300)]
+    ) + "# EOF\n",
+    "malformed lines": hubble_body([flows(i) if i % 50 else f'hubble_flows_processed_total{{n="{i}",type="L7" 1\n'
+                                    for i in range(600)]),
+    "agent families": AGENT,
+}
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_block_path_reads_what_the_line_path_reads(shape):
+    body = SHAPES[shape] + AGENT if shape != "agent families" else AGENT
+    expected, expected_stats = read(LineByLine, body)
+    assert expected, "the reference read nothing"
+    got, stats = read(ExpositionReader, body)
+    assert got == expected
+    assert (stats.kept, stats.malformed, stats.duplicates) == (
+        expected_stats.kept, expected_stats.malformed, expected_stats.duplicates)
+    rng = random.Random(shape)
+    for _ in range(3):
+        sizes = [rng.randint(1, 4000) for _ in range(7)]
+        assert read(ExpositionReader, body, sizes)[0] == expected, sizes
+
+
+class CountingLines(ExpositionReader):
+    line_calls = 0
+
+    def _line(self, text, pos, end):
+        CountingLines.line_calls += 1
+        return super()._line(text, pos, end)
+
+
+@pytest.mark.parametrize("shape, odd_lines", [
+    ("consistent", 0), ("mixed label sets", 0), ("odd first line", 0), ("escaped quotes", 24),
+    ("some timestamps", 0), ("openmetrics exemplars", 0),
+])
+def test_an_odd_line_costs_one_line_not_its_block(shape, odd_lines):
+    # A label set is a shape read in bulk; only lines of no shape (here, escaped characters) go one
+    # by one, as do the agent families' own two (an escaped label, an unlabelled family).
+    agent_line_calls = 2
+    CountingLines.line_calls = 0
+    read(CountingLines, SHAPES[shape] + AGENT)
+    assert CountingLines.line_calls <= odd_lines + agent_line_calls
