@@ -107,6 +107,8 @@ SHAPES = {
     ) + "# EOF\n",
     "malformed lines": hubble_body([flows(i) if i % 50 else f'hubble_flows_processed_total{{n="{i}",type="L7" 1\n'
                                     for i in range(600)]),
+    "values that are not numbers": hubble_body([flows(i) if i % 60 else flows(i).replace(f" {100 + i}", " n/a")
+                                                for i in range(600)]),
     "agent families": AGENT,
 }
 

@@ -44,6 +44,9 @@ LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"')
 ESCAPES_RE = re.compile(r'\\(.)')
 
 SKIP, KEEP, REDUCE, LOOSE, EXTRA = range(5)
+# A sample value the block path takes as is (`float()` accepts every one); any other value makes
+# its line odd, read by the line path, which counts it as malformed.
+VALUE = r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]?Inf|NaN"
 # Label sets read in bulk per family block; lines of further shapes are read one by one.
 MAX_SHAPES = 4
 _ALL_BUT_LAST = operator.itemgetter(slice(None, -1))
@@ -80,6 +83,19 @@ def sample_names(family, kind):
             return [family, family[: -len("_total")]]
         return [family, family + "_total"]
     return [family]
+
+
+class Shape:
+    """One label set of a family block: the regex that reads its lines in bulk."""
+
+    __slots__ = ("pattern", "sample_name", "names", "rows", "interleaved")
+
+    def __init__(self, pattern, sample_name, names):
+        self.pattern = pattern
+        self.sample_name = sample_name
+        self.names = names  # the captured label names, in line order
+        self.rows = 0  # rows read so far in this block, to try the most common shape first
+        self.interleaved = False  # lines of other shapes came between this one's
 
 
 class ReadStats:
@@ -122,7 +138,7 @@ class ExpositionReader:
         self.mode = LOOSE
         self._base_line = 0
         self.plan = None
-        self.block = None  # the shapes (regex, sample name, captured label names) of the current block
+        self.block = None  # the Shapes of the current family block
         self.seen = set()
         self.seen_rows = {}
         self.positional = {}  # (plan, sample name, kept label names) -> {values: sum}
@@ -249,9 +265,14 @@ class ExpositionReader:
             if not names:
                 sums[()] = get((), 0.0) + sum(map(float, matches))
                 continue
+            # Group the value texts by key, then convert and add each group in C: cheaper per
+            # series than converting and adding one at a time.
+            groups = {}
+            add_to = groups.setdefault
             for match in matches:
-                key = match[:-1]
-                sums[key] = get(key, 0.0) + float(match[-1])
+                add_to(match[:-1], []).append(match[-1])
+            for key, values in groups.items():
+                sums[key] = get(key, 0.0) + sum(map(float, values))
         for start, stop in odd:
             self._lines(text, start, stop)
 
@@ -290,10 +311,10 @@ class ExpositionReader:
 
         Returns ([(sample name, captured label names, rows)], [(start, stop)]): each shape's rows
         come from one `findall` (or `finditer`, when lines of other shapes sit between them);
-        the odd ranges hold the lines no shape fits (escaped characters, a label set seen fewer
-        than a few times, a malformed line), to be read line by line. Exporters give all series
-        of a family the same label names, so the common case is one shape and no odd line; a
-        family that mixes label sets costs one more pass per shape, and an odd line costs one line.
+        the odd ranges hold the lines no shape fits (escaped characters, a label set beyond
+        `MAX_SHAPES`, a malformed line), to be read line by line. Exporters give all series of a
+        family the same label names, so the common case is one shape and no odd line; a family
+        that mixes label sets costs one more pass per shape, and an odd line costs one line.
         """
         shapes = self.block
         if shapes is None:
@@ -307,41 +328,57 @@ class ExpositionReader:
                 if shape is None:
                     break
                 shapes.append(shape)
-            pattern, sample_name, names = shapes[index]
-            rows, remaining = self._apply_shape(text, remaining, pattern, sample_name)
+            shape = shapes[index]
+            rows, remaining = self._apply_shape(text, remaining, shape)
             if rows:
-                found.append((sample_name, names, rows))
+                shape.rows += len(rows)
+                found.append((shape.sample_name, shape.names, rows))
             if not remaining:
                 break
+        if len(shapes) > 1:
+            # The most common label set first: in the next chunk it takes the whole block in one
+            # `findall` and leaves the rare ones to the others.
+            shapes.sort(key=lambda s: -s.rows)
         return found, remaining
 
-    @staticmethod
-    def _apply_shape(text, ranges, pattern, sample_name):
-        """The rows `pattern` matches in `ranges`, and the sub-ranges of lines it does not."""
+    def _apply_shape(self, text, ranges, shape):
+        """The rows `shape` matches in `ranges`, and the sub-ranges of lines it does not."""
+        pattern = shape.pattern
         rows, left = [], []
         for start, stop in ranges:
+            if shape.interleaved:
+                # Lines of other shapes sat between this one's before: find the gaps directly.
+                self._split(text, start, stop, pattern, rows, left)
+                continue
             matched = pattern.findall(text, start, stop)
             count = text.count("\n", start, stop) + (0 if stop == start or text[stop - 1] == "\n" else 1)
             if len(matched) == count:
                 rows.extend(matched)
                 continue
             # OpenMetrics interleaves `<name>_created` lines with a counter's samples.
-            if sample_name.endswith("_total"):
-                created = sample_name[: -len("_total")] + "_created"
+            if shape.sample_name.endswith("_total"):
+                created = shape.sample_name[: -len("_total")] + "_created"
                 extra = text.count("\n" + created, max(start - 1, 0), stop) + text.startswith(created, start)
                 if extra and len(matched) == count - extra:
                     rows.extend(matched)
                     continue
-            cursor = start
-            single = pattern.groups == 1
-            for match in pattern.finditer(text, start, stop):
-                if match.start() > cursor:
-                    left.append((cursor, match.start()))
-                rows.append(match.group(1) if single else match.groups())
-                cursor = match.end() + 1
-            if cursor < stop:
-                left.append((cursor, stop))
+            shape.interleaved = True
+            self._split(text, start, stop, pattern, rows, left)
         return rows, left
+
+    @staticmethod
+    def _split(text, start, stop, pattern, rows, left):
+        """Append the rows `pattern` matches in [start, stop) to `rows`, and the ranges of the
+        lines between them to `left`."""
+        cursor = start
+        single = pattern.groups == 1
+        for match in pattern.finditer(text, start, stop):
+            if match.start() > cursor:
+                left.append((cursor, match.start()))
+            rows.append(match.group(1) if single else match.groups())
+            cursor = match.end() + 1
+        if cursor < stop:
+            left.append((cursor, stop))
 
     def _block_pattern(self, first_line, allowed):
         """A regex for lines shaped like `first_line`, capturing the values of the `allowed`
@@ -361,8 +398,8 @@ class ExpositionReader:
                 parts.append(f'{label}="[^"\\\\\\n]*"')
         labels = r"\{" + ",".join(parts) + r",?\}" if parts else r"(?:\{\})?"
         # An OpenMetrics timestamp or exemplar may follow the value.
-        pattern = re.compile(f"^{re.escape(sample_name)}{labels} ([^ \\n]+)(?: -?[0-9][^ \\n]*)?(?: # [^\\n]*)?$", re.M)
-        return pattern, sample_name, tuple(names)
+        pattern = re.compile(f"^{re.escape(sample_name)}{labels} ({VALUE})(?: -?[0-9][^ \\n]*)?(?: # [^\\n]*)?$", re.M)
+        return Shape(pattern, sample_name, tuple(names))
 
     def _lines(self, text, pos, end):
         while pos < end:
