@@ -20,8 +20,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -29,32 +27,10 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import payloads  # noqa: E402
+from check_cost import serve  # noqa: E402
 
 HUBBLE_MB = 50
 ALIAS_LEVELS = 9
-
-
-def serve(bodies):
-    encoded = {path: body.encode() for path, body in bodies.items()}
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args):
-            pass
-
-        def do_GET(self):  # noqa: N802
-            data = encoded[self.path]
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
 
 
 def hubble_body(megabytes):
@@ -144,7 +120,8 @@ def main():
     agent = payloads.agent()
     hubble = hubble_body(HUBBLE_MB)
     longline = agent + 'cilium_bpf_map_pressure{map_name="' + "x" * 10_000_000 + '"} 0.5\n'
-    httpd, base = serve({"/agent": agent, "/hubble": hubble, "/longline": longline})
+    httpd = serve({"/agent": agent, "/hubble": hubble, "/longline": longline})
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
     bomb = Path(os.environ.get("TMPDIR", "/tmp")) / "cilium-day2-alias-bomb.yaml"
     bomb.write_text(alias_bomb())
     try:

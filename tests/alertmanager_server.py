@@ -13,18 +13,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import tempfile
 import threading
-import time
-import urllib.error
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import yaml
 
-from .prometheus_server import free_port
+from .local_server import LocalServer
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager") or "/usr/bin/prometheus-alertmanager"
 AMTOOL = shutil.which("amtool") or "/usr/bin/amtool"
@@ -85,62 +80,18 @@ class WebhookReceiver:
         return False
 
 
-class AlertmanagerServer:
+class AlertmanagerServer(LocalServer):
+    name = "alertmanager"
+
     def __init__(self, config: dict, startup_timeout: float = 30.0):
+        super().__init__(startup_timeout)
         self.config = config
-        self.startup_timeout = startup_timeout
-        self.port = None
-        self.url = None
-        self._proc = None
-        self._dir = None
 
-    def __enter__(self):
-        self._dir = Path(tempfile.mkdtemp(prefix="cilium-day2-am-"))
-        (self._dir / "alertmanager.yml").write_text(yaml.safe_dump(self.config, sort_keys=False))
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._log = open(self._dir / "alertmanager.log", "wb")
-        self._proc = subprocess.Popen(
-            [ALERTMANAGER, f"--config.file={self._dir / 'alertmanager.yml'}",
-             f"--storage.path={self._dir / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
-             "--cluster.listen-address="],
-            stdout=self._log, stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + self.startup_timeout
-            while True:
-                if self._proc.poll() is not None:
-                    raise RuntimeError(f"alertmanager exited with {self._proc.returncode}:\n{self.log()}")
-                try:
-                    with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as resp:
-                        if resp.status == 200:
-                            break
-                except (urllib.error.URLError, OSError):
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"alertmanager not ready after {self.startup_timeout}s:\n{self.log()}")
-                time.sleep(0.2)
-        except Exception:
-            self.__exit__(None, None, None)
-            raise
-        return self
+    def prepare(self, folder):
+        (folder / "alertmanager.yml").write_text(yaml.safe_dump(self.config, sort_keys=False))
 
-    def log(self) -> str:
-        try:
-            return (self._dir / "alertmanager.log").read_text(errors="replace")[-4000:]
-        except OSError:
-            return ""
+    def command(self, folder):
+        # No clustering (`--cluster.listen-address=`): no gossip port at all.
+        return [ALERTMANAGER, f"--config.file={folder / 'alertmanager.yml'}", f"--storage.path={folder / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address="]
 
-    def __exit__(self, *exc):
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(timeout=5)
-        if getattr(self, "_log", None):
-            self._log.close()
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-        return False

@@ -22,9 +22,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
-import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -33,6 +30,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 import yaml
+
+from .local_server import LocalServer
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
@@ -56,31 +55,23 @@ def require_promtool():
         pytest.skip("needs the `promtool` binary (Debian package `prometheus`): not installed")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class PrometheusError(RuntimeError):
     pass
 
 
-class PrometheusServer:
+class PrometheusServer(LocalServer):
+    name = "prometheus"
+    error = PrometheusError
+
     def __init__(self, config: Optional[dict] = None, rule_files: Iterable = (), interval: str = "1s",
                  startup_timeout: float = 30.0, extra_args: Iterable[str] = ()):
+        super().__init__(startup_timeout)
         self.config = dict(config or {})
         self.rule_files = [str(Path(p).resolve()) for p in rule_files]
         self.interval = interval
-        self.startup_timeout = startup_timeout
         self.extra_args = list(extra_args)
-        self.port = None
-        self.url = None
-        self._proc = None
-        self._dir = None
 
-    def __enter__(self) -> "PrometheusServer":
-        self._dir = Path(tempfile.mkdtemp(prefix="cilium-day2-prom-"))
+    def prepare(self, folder):
         config = dict(self.config)
         glob = dict(config.get("global") or {})
         glob.setdefault("scrape_interval", self.interval)
@@ -89,56 +80,11 @@ class PrometheusServer:
         if self.rule_files:
             config["rule_files"] = list(config.get("rule_files") or []) + self.rule_files
         config.setdefault("scrape_configs", [])
-        (self._dir / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._log = open(self._dir / "prometheus.log", "wb")
-        self._proc = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={self._dir / 'prometheus.yml'}",
-             f"--storage.tsdb.path={self._dir / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
-             "--web.enable-lifecycle", *self.extra_args],
-            stdout=self._log, stderr=subprocess.STDOUT,
-        )
-        try:
-            self._wait_ready()
-        except Exception:
-            self.__exit__(None, None, None)
-            raise
-        return self
+        (folder / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
 
-    def _wait_ready(self):
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise PrometheusError(f"prometheus exited with {self._proc.returncode}:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as resp:
-                    if resp.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.2)
-        raise PrometheusError(f"prometheus not ready after {self.startup_timeout}s:\n{self.log()}")
-
-    def log(self) -> str:
-        try:
-            return (self._dir / "prometheus.log").read_text(errors="replace")[-4000:]
-        except OSError:
-            return ""
-
-    def __exit__(self, *exc):
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(timeout=5)
-        if getattr(self, "_log", None):
-            self._log.close()
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-        return False
+    def command(self, folder):
+        return [PROMETHEUS, f"--config.file={folder / 'prometheus.yml'}", f"--storage.tsdb.path={folder / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle", *self.extra_args]
 
     # -- API ------------------------------------------------------------------------------------
     def api(self, path: str, **params):

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from ..errors import CatalogError, UserError
+from ..errors import CatalogError
 from .buckets import check_quantile_threshold
 from .query import Outlier, Quantile, Ratio, RootQuery, parse_root
 
