@@ -44,11 +44,18 @@ def humanize(v: float) -> str:
                 break
             prefix, v = p, v / 1000
     else:
-        for p in ("m", "u", "n", "p", "f", "a", "z", "y"):
-            if abs(v) >= 1:
-                break
-            prefix, v = p, v * 1000
+        v, prefix = _below_one(v)
     return "%.4g%s" % (v, prefix)
+
+
+def _below_one(v: float):
+    """`v` scaled up by thousands until it is at least 1, with the SI prefix that says so."""
+    prefix = ""
+    for p in ("m", "u", "n", "p", "f", "a", "z", "y"):
+        if abs(v) >= 1:
+            break
+        prefix, v = p, v * 1000
+    return v, prefix
 
 
 def humanize_duration(v: float) -> str:
@@ -68,11 +75,7 @@ def humanize_duration(v: float) -> str:
         if minutes:
             return f"{sign}{minutes}m {seconds}s"
         return "%s%.4gs" % (sign, abs(v))
-    prefix = ""
-    for p in ("m", "u", "n", "p", "f", "a", "z", "y"):
-        if abs(v) >= 1:
-            break
-        prefix, v = p, v * 1000
+    v, prefix = _below_one(v)
     return "%.4g%ss" % (v, prefix)
 
 
