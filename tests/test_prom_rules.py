@@ -103,12 +103,11 @@ def test_rules_sharded_by_cluster_alert_once_from_their_own_cluster_group(tmp_pa
     cluster. The same promtool cases (series of cluster c1) pass: c1's groups fire, the others
     stay silent, and no alert is doubled."""
     require_promtool()
-    # Two shards are enough to show that c1's groups fire and c0's stay silent.
-    catalog = load_catalog({**ALL_ON, "settings": {"shard_by_cluster": ["c0", "c1"]}})
+    catalog = load_catalog({**ALL_ON, "settings": {"shard_by_cluster": ["c0", "c1", "c2"]}})
     rules = prometheus.render(catalog)[prometheus.RULES_FILE]
     groups = yaml.safe_load(rules)["groups"]
     areas = {g["name"] for g in yaml.safe_load(prometheus.render(load_catalog(ALL_ON))[prometheus.RULES_FILE])["groups"]}
-    assert {g["name"] for g in groups} == {f"{a}-{c}" for a in areas for c in ("c0", "c1")}
+    assert {g["name"] for g in groups} == {f"{a}-{c}" for a in areas for c in ("c0", "c1", "c2")}
     for group in groups:
         shard = group["name"].rsplit("-", 1)[1]
         for rule in group["rules"]:
