@@ -11,6 +11,7 @@ is stopped (terminate, then kill) with its folder removed on exit.
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import threading
@@ -37,6 +38,21 @@ def require_amtool():
 
     if not Path(AMTOOL).exists():
         pytest.skip("needs `amtool` (Debian package `prometheus-alertmanager`): not installed")
+
+
+def webhook_config(base: dict, hook: "WebhookReceiver", prefix: str, inhibit=None, group_wait: str = "3s",
+                   group_interval: str = "1s") -> dict:
+    """The rendered Alertmanager configuration `base`, its webhooks pointed at `hook` under `prefix/`
+    (so several Alertmanagers can share one receiver) and its cilium-day2 route made quick; with
+    `inhibit`, those inhibit rules replace the rendered ones."""
+    config = copy.deepcopy(base)
+    for receiver in config["receivers"]:
+        for webhook in receiver.get("webhook_configs", []):
+            webhook["url"] = hook.url(f"{prefix}/{receiver['name']}")
+    config["route"]["routes"][0].update({"group_wait": group_wait, "group_interval": group_interval})
+    if inhibit is not None:
+        config["inhibit_rules"] = inhibit
+    return config
 
 
 class WebhookReceiver:

@@ -4,7 +4,6 @@ notifications arrive naming their cluster, while a critical alert for one subnet
 never silences the warning for another. The same run shows what kube-prometheus' default
 inhibition does to these alerts, and that the merge docs/prometheus-stacks.md describes fixes it."""
 
-import copy
 import subprocess
 import threading
 import time
@@ -17,7 +16,8 @@ import yaml
 from cilium_day2.catalog import load_catalog
 from cilium_day2.render import prometheus
 
-from .alertmanager_server import AMTOOL, AlertmanagerServer, WebhookReceiver, require_alertmanager, require_amtool
+from .alertmanager_server import (AMTOOL, AlertmanagerServer, WebhookReceiver, require_alertmanager, require_amtool,
+                                  webhook_config)
 from .prometheus_server import PrometheusServer, require_prometheus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,18 +155,6 @@ def fast_values():
                         "bpf_map_pressure": {"for": "1s"}}}
 
 
-def am_config(base, hook, name, inhibit=None):
-    config = copy.deepcopy(base)
-    for receiver in config["receivers"]:
-        for webhook in receiver.get("webhook_configs", []):
-            webhook["url"] = hook.url(f"{name}/{receiver['name']}")
-    route = config["route"]["routes"][0]
-    route.update({"group_wait": "3s", "group_interval": "1s"})
-    if inhibit is not None:
-        config["inhibit_rules"] = inhibit
-    return config
-
-
 def notified(hook, name):
     out = set()
     for severity in ("critical", "warning"):
@@ -191,9 +179,9 @@ def delivered():
     # alerts (`signal=""`), and ours are appended.
     merged = [{**r, "target_matchers": r["target_matchers"] + ['signal=""']} for r in KUBE_PROMETHEUS_INHIBIT] + ours
     with Endpoints(PAGES) as endpoints, WebhookReceiver() as hook, \
-            AlertmanagerServer(am_config(base, hook, "ours")) as am_ours, \
-            AlertmanagerServer(am_config(base, hook, "kube-prometheus", KUBE_PROMETHEUS_INHIBIT)) as am_kp, \
-            AlertmanagerServer(am_config(base, hook, "merged", merged)) as am_merged:
+            AlertmanagerServer(webhook_config(base, hook, "ours")) as am_ours, \
+            AlertmanagerServer(webhook_config(base, hook, "kube-prometheus", KUBE_PROMETHEUS_INHIBIT)) as am_kp, \
+            AlertmanagerServer(webhook_config(base, hook, "merged", merged)) as am_merged:
         rules = Path(am_ours._dir) / "rules.yml"
         rules.write_text(prometheus.render(catalog)[prometheus.RULES_FILE])
         config = {
