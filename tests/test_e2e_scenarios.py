@@ -1,9 +1,9 @@
 """End to end: every scenario against a real Prometheus loaded with the rendered rules.
 
 One Prometheus scrapes every scenario at once, each as its own simulated cluster (the `cluster`
-label is the scenario name), so a single run of about three minutes covers them all. The simulator
-serves all 312 endpoints from one event loop; the time-lapse (SPEED) and the scrape interval are
-chosen so that the whole run needs well under the two cores of the project's machine.
+label is the scenario name), so a single run of about two and a half minutes covers them all. The
+simulator is `cilium-day2 simulate --scenario all`, in its own process (312 endpoints on one event
+loop); the time-lapse (SPEED) and the scrape interval leave room on a 2-core machine.
 
 Time-lapse. The simulator runs SPEED times faster than the wall clock. For the rules to see the
 same quantities as in real time, the rules are rendered through the catalog's `--values`
@@ -33,11 +33,10 @@ from cilium_day2.doctor.command import Endpoint, diagnose
 from cilium_day2.catalog.evaluate import CRITICAL, NO_DATA, WARNING
 from cilium_day2.render.prometheus import ALERTMANAGER_FILE, RULES_FILE
 from cilium_day2.render.prometheus import render as render_prometheus
-from cilium_day2.simulator.model import Clock
 from cilium_day2.simulator.scenarios import load_scenarios
-from cilium_day2.simulator.server import Simulation
 from tests.alertmanager_server import AlertmanagerServer, WebhookReceiver, require_alertmanager, webhook_config
 from tests.prometheus_server import PrometheusServer, require_prometheus
+from tests.simulator_process import SimulatorProcess
 
 pytestmark = [
     pytest.mark.e2e,
@@ -137,33 +136,36 @@ def e2e(tmp_path_factory):
     rules.write_text(rendered[RULES_FILE])
     routing = yaml.safe_load(rendered[ALERTMANAGER_FILE])
 
-    clusters = [sc.build(clock=Clock(speed=SPEED, start=sc.steady)) for sc in SCENARIOS.values()]
-    names = {c.name: [n.name for n in c.nodes] for c in clusters}
-    result = {"doctor": {}, "alerts": {}, "notified": {}, "names": names, "catalog": base, "elapsed": None}
-    # One process serves every simulated endpoint and runs every doctor, whose snapshots keep
-    # about a million samples alive. The cyclic collector's full passes over them stop all
-    # threads for up to a second and time out Prometheus' scrapes: it waits until the run
-    # is over (reference counting frees everything else meanwhile).
+    result = {"doctor": {}, "alerts": {}, "notified": {}, "names": {}, "catalog": base, "elapsed": None}
+    # The doctors' snapshots keep about a million samples alive in this process: the cyclic
+    # collector's full passes over them would stop the doctors for up to a second at a time.
+    # It waits until the run is over (reference counting frees everything else meanwhile).
     gc.disable()
     try:
-        _run(result, clusters, names, base, rules, routing)
+        args = ["--scenario", "all", "--speed", str(SPEED), "--start", "steady"]
+        with SimulatorProcess(args, tmp_path_factory.mktemp("simulate"), scrape_interval=SCRAPE) as sim:
+            for t in sim.targets:
+                if t["component"] == "agent":
+                    result["names"].setdefault(t["cluster"], []).append(t["node"])
+            _run(result, sim, result["names"], base, rules, routing)
     finally:
         gc.enable()
         gc.collect()
     return result
 
 
-def _run(result, clusters, names, base, rules, routing):
-    with Simulation(clusters) as sim, WebhookReceiver() as hook, \
-            AlertmanagerServer(webhook_config(routing, hook, "e2e", group_wait="1s")) as am:
-        config = {"scrape_configs": sim.scrape_configs(interval=SCRAPE, timeout=SCRAPE),
+def _run(result, sim, names, base, rules, routing):
+    with WebhookReceiver() as hook, AlertmanagerServer(webhook_config(routing, hook, "e2e", group_wait="1s")) as am:
+        jobs = [dict(job, scrape_timeout=SCRAPE) for job in sim.scrape_configs]
+        config = {"scrape_configs": jobs,
                   "alerting": {"alertmanagers": [{"static_configs": [{"targets": [am.url.removeprefix("http://")]}]}]}}
 
         def run_doctor(cluster_name, delay):
             # The doctors start staggered over one sampling interval, as independent runs
-            # would: 24 doctors sampling the same instant would queue 312 renders at once.
+            # would: 24 doctors sampling the same instant would ask for 312 renders at once.
             time.sleep(delay)
-            endpoints = [Endpoint(t.component, t.node or "operator", t.url) for t in sim.targets if t.cluster == cluster_name]
+            endpoints = [Endpoint(t["component"], t["node"] or "operator", t["url"])
+                         for t in sim.targets if t["cluster"] == cluster_name]
             findings, _, code, reason = diagnose(
                 base, endpoints, cluster_name, DOCTOR_SAMPLES, DOCTOR_INTERVAL, timeout=10.0, time_scale=SPEED
             )

@@ -4,6 +4,7 @@ import json
 import re
 import subprocess
 import sys
+import threading
 
 import pytest
 import requests
@@ -241,3 +242,37 @@ def test_cli_serves_for_a_duration_and_writes_configs(tmp_path):
     assert "should trip: bpf_map_pressure, datapath_capacity_drops" in proc.stderr
     assert yaml.safe_load(sc.read_text())["scrape_configs"][0]["job_name"] == "cilium-agent"
     assert len(json.loads(sd.read_text())) == 7
+
+
+def test_cli_plays_several_scenarios_each_as_its_own_cluster(tmp_path, capsys):
+    sc = tmp_path / "scrape.yml"
+    assert cli.main(["simulate", "-s", "healthy", "-s", "agent-down", "-s", "healthy",
+                     "--duration", "0s", "--format", "json", "--write-scrape-config", str(sc)]) == 0
+    captured = capsys.readouterr()
+    targets = json.loads(captured.out)
+    assert {t["cluster"] for t in targets} == {"healthy", "agent-down"}  # a repeated name plays once
+    assert len(targets) == 2 * (1 + 2 * 6)  # an operator, and an agent and a Hubble server per node
+    assert len({t["url"] for t in targets}) == len(targets)
+    agents = yaml.safe_load(sc.read_text())["scrape_configs"][0]["static_configs"]
+    assert {g["labels"]["cluster"] for g in agents} == {"healthy", "agent-down"}
+    assert "simulating agent-down (6 nodes)" in captured.err
+
+    assert cli.main(["simulate", "-s", "all", "--duration", "0s", "--format", "json"]) == 0
+    assert {t["cluster"] for t in json.loads(capsys.readouterr().out)} == set(SCENARIOS)
+
+    assert cli.main(["simulate", "-s", "healthy", "-s", "agent-down", "--cluster", "prod"]) == 2
+    assert "--cluster names one cluster" in capsys.readouterr().err
+
+
+def test_one_event_loop_serves_many_endpoints_with_keep_alive():
+    """Every endpoint answers on a kept-alive connection, and a request for another path does not
+    close it."""
+    clusters = [SCENARIOS["healthy"].build(nodes=2, cluster=name) for name in ("a", "b")]
+    with Simulation(clusters) as sim, requests.Session() as session:
+        for _ in range(2):
+            for t in sim.targets:
+                assert session.get(t.url, timeout=5).status_code == 200
+        assert session.get(sim.targets[0].url + "x", timeout=5).status_code == 404
+        assert session.get(sim.targets[0].url, timeout=5).status_code == 200
+        assert session.post(sim.targets[0].url, data=b"x", timeout=5).status_code == 405
+    assert threading.active_count() < 50  # one serving thread, not one per endpoint or connection

@@ -19,10 +19,17 @@ from .server import Simulation
 
 
 def add_arguments(parser):
-    parser.add_argument("--scenario", "-s", default="healthy", metavar="NAME", help="scenario to play (default: healthy); see --list")
+    parser.add_argument(
+        "--scenario",
+        "-s",
+        action="append",
+        metavar="NAME",
+        help="scenario to play (default: healthy); see --list. Repeat it, or give `all`, to play several at once, "
+        "each as its own cluster named after its scenario",
+    )
     parser.add_argument("--list", action="store_true", help="list the scenarios and the signals each one trips, then exit")
-    parser.add_argument("--nodes", type=int, default=None, metavar="N", help=f"simulated nodes (default: {DEFAULT_NODES})")
-    parser.add_argument("--cluster", default=None, metavar="NAME", help="value of the `cluster` label (default: the scenario name)")
+    parser.add_argument("--nodes", type=int, default=None, metavar="N", help=f"simulated nodes per cluster (default: {DEFAULT_NODES})")
+    parser.add_argument("--cluster", default=None, metavar="NAME", help="value of the `cluster` label (default: the scenario name; one scenario only)")
     parser.add_argument(
         "--speed",
         type=float,
@@ -75,24 +82,39 @@ def format_targets(sim, fmt="table"):
     return "".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n" for r in rows)
 
 
+def chosen_scenarios(names, scenarios):
+    """The scenarios named by --scenario (repeatable; `all` for every one), in order, once each."""
+    chosen = []
+    for name in names or ["healthy"]:
+        if name == "all":
+            chosen.extend(scenarios)
+        elif name in scenarios:
+            chosen.append(name)
+        else:
+            raise UserError(f"--scenario {name!r}: unknown; choose one of {', '.join(scenarios)}, or `all` (see --list)")
+    return [scenarios[name] for name in dict.fromkeys(chosen)]
+
+
 def run(args):
     scenarios = load_scenarios(args.scenarios_file)
     if args.list:
         list_scenarios(scenarios, sys.stdout)
         return 0
-    if args.scenario not in scenarios:
-        raise UserError(f"--scenario {args.scenario!r}: unknown; choose one of {', '.join(scenarios)} (see --list)")
+    chosen = chosen_scenarios(args.scenario, scenarios)
+    if args.cluster and len(chosen) > 1:
+        raise UserError("--cluster names one cluster: with several scenarios each cluster is named after its scenario")
     if args.speed <= 0:
         raise UserError(f"--speed {args.speed}: must be positive, e.g. 1 (real time) or 60 (an hour a minute)")
-    scenario = scenarios[args.scenario]
-    nodes = args.nodes or max(DEFAULT_NODES, scenario.min_nodes)
-    if nodes < 1 or nodes > 500:
-        raise UserError(f"--nodes {nodes}: choose between 1 and 500")
+    if args.nodes is not None and (args.nodes < 1 or args.nodes > 500):
+        raise UserError(f"--nodes {args.nodes}: choose between 1 and 500")
     duration = parse_duration(args.duration, "--duration") if args.duration else None
-    start = _start_time(args.start, scenario)
-    cluster = scenario.build(nodes=nodes, cluster=args.cluster, clock=Clock(speed=args.speed, start=start))
+    clusters = []
+    for scenario in chosen:
+        nodes = args.nodes or max(DEFAULT_NODES, scenario.min_nodes)
+        start = _start_time(args.start, scenario)
+        clusters.append(scenario.build(nodes=nodes, cluster=args.cluster, clock=Clock(speed=args.speed, start=start)))
     sim = Simulation(
-        [cluster],
+        clusters,
         host=args.host,
         base_ports={AGENT: args.agent_port, OPERATOR: args.operator_port, HUBBLE: args.hubble_port},
     )
@@ -101,19 +123,23 @@ def run(args):
     except OSError as exc:
         raise UserError(f"cannot listen on {args.host}: {exc.strerror}; choose other ports or leave them to the OS (port 0)") from None
     try:
-        sys.stdout.write(format_targets(sim, args.format))
-        sys.stdout.flush()
+        # The files first: once the targets are printed, everything is ready to be read.
         if args.write_scrape_config:
             _write(args.write_scrape_config, yaml.safe_dump({"scrape_configs": sim.scrape_configs(interval=args.scrape_interval)}, sort_keys=False))
         if args.write_file_sd:
             _write(args.write_file_sd, json.dumps(sim.file_sd(), indent=2) + "\n")
-        signals = ", ".join(scenario.signals) or "nothing"
-        until = f"for {args.duration}" if duration else "until interrupted (Ctrl-C)"
-        print(
-            f"simulating {scenario.name} ({nodes} nodes) at {args.speed:g}x from t={_fmt(start)}, {until}; should trip: {signals}",
-            file=sys.stderr,
-        )
-        deadline = time.monotonic() + duration if duration else None
+        sys.stdout.write(format_targets(sim, args.format))
+        sys.stdout.flush()
+        until = f"for {args.duration}" if duration is not None else "until interrupted (Ctrl-C)"
+        for scenario, cluster in zip(chosen, clusters):
+            signals = ", ".join(scenario.signals) or "nothing"
+            print(
+                f"simulating {scenario.name} ({len(cluster.nodes)} nodes) at {args.speed:g}x from "
+                f"t={_fmt(cluster.clock.start)}, {until}; should trip: {signals}",
+                file=sys.stderr,
+            )
+        sys.stderr.flush()
+        deadline = time.monotonic() + duration if duration is not None else None
         while deadline is None or time.monotonic() < deadline:
             time.sleep(0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic())))
     except KeyboardInterrupt:
