@@ -204,3 +204,36 @@ def test_an_agent_too_old_for_the_check_gets_one_clear_error(metrics_server, mon
         dd_run_check(make_check({"agent_endpoint": url}))
     message = str(raised.value)
     assert "datadog-checks-base 37.10.0 or later" in message and "Agent 7.66" in message
+
+
+def _everything_submitted(aggregator):
+    metrics = sorted((s.name, s.type, s.value, tuple(sorted(s.tags)), s.hostname, s.flush_first_value)
+                     for stubs in aggregator._metrics.values() for s in stubs)
+    buckets = sorted((s.name, s.value, s.lower_bound, s.upper_bound, s.monotonic, tuple(sorted(s.tags)), s.hostname,
+                      s.flush_first_value) for stubs in aggregator._histogram_buckets.values() for s in stubs)
+    return metrics, buckets
+
+
+@pytest.mark.parametrize("instance_extra", [{}, {"metric_patterns": {"exclude": ["cilium_day2\\.bpf\\..*"]}}])
+def test_direct_submission_sends_exactly_what_the_base_class_sends(instance_extra, metrics_server, aggregator,
+                                                                 dd_run_check):
+    """The bulk of a scrape goes straight to the aggregator; with a `max_returned_metrics` limit
+    every sample goes through the base class's `gauge`/`monotonic_count`/`submit_histogram_bucket`.
+    Both must submit the same metrics, values, tags and flags, over two runs (counters flush from
+    the second)."""
+    instance = {"tags": ["team:net"], **instance_extra}
+    for component in ("agent", "operator", "hubble"):
+        fixture = next(f for f, c in sorted(COMPONENT_OF.items()) if c == component)
+        instance[OPTION[component]] = metrics_server.serve(f"/{component}", fixture_text(fixture))
+    seen = []
+    for limit in ({}, {"max_returned_metrics": 10_000_000}):
+        check = make_check({**instance, **limit})
+        aggregator.reset()
+        dd_run_check(check)
+        dd_run_check(check)
+        seen.append(_everything_submitted(aggregator))
+    direct, through_base = seen
+    assert direct[0] and direct[1], "the fixtures submit metrics and histogram buckets"
+    assert direct == through_base
+    if instance_extra:
+        assert not [m for m in direct[0] if m[0].startswith("cilium_day2.bpf.")]

@@ -17,6 +17,7 @@ PLANS = [
     FamilyPlan("cilium_bpf_map_pressure", "gauge"),
     FamilyPlan("cilium_drop_count_total", "counter"),
     FamilyPlan("cilium_controllers_failing", "gauge"),
+    FamilyPlan("cilium_kvstore_operations_duration_seconds", "histogram"),
 ]
 
 
@@ -91,6 +92,21 @@ AGENT = (
     "# TYPE cilium_controllers_failing gauge\n"
     "cilium_controllers_failing 2\n"
 )
+
+
+def kvstore_histogram():
+    """A histogram as client_golang writes it: each series' buckets, then its _sum and _count."""
+    lines = ["# TYPE cilium_kvstore_operations_duration_seconds histogram\n"]
+    for i, (action, kind) in enumerate([("Get", "identity"), ("Update", "node"), ("Delete", "ipcache")], 1):
+        labels = f'action="{action}",kind="{kind}",outcome="success"'
+        for n, le in enumerate(["0.005", "0.025", "0.1", "1", "+Inf"], 1):
+            lines.append(f'cilium_kvstore_operations_duration_seconds_bucket{{{labels},le="{le}"}} {n * i}\n')
+        lines.append(f"cilium_kvstore_operations_duration_seconds_sum{{{labels}}} {0.5 * i}\n")
+        lines.append(f"cilium_kvstore_operations_duration_seconds_count{{{labels}}} {5 * i}\n")
+    return "".join(lines)
+
+
+AGENT += kvstore_histogram()
 
 SHAPES = {
     "consistent": hubble_body([flows(i) for i in range(600)]),

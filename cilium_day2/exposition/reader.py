@@ -121,8 +121,9 @@ class ReadStats:
 class ExpositionReader:
     def __init__(self, plans, on_sample, extra_match=None, on_rows=None):
         """`on_rows(plan, sample_name, label_names, rows)`, if given, receives whole blocks of a
-        kept gauge or counter family at once: `rows` are tuples of label values with the sample
-        value text last, all with the same `label_names`."""
+        kept family at once, one sample name at a time (a histogram's `_bucket`, `_sum` and
+        `_count` lines come as separate calls): `rows` are tuples of label values with the
+        sample value text last, all with the same `label_names`."""
         self.on_rows = on_rows
         self.lookup = {}
         for plan in plans:
@@ -208,7 +209,7 @@ class ExpositionReader:
             elif self.mode == SKIP:
                 nxt = find("\n#", pos, n)
                 pos = n if nxt == -1 else nxt + 1
-            elif self.mode == REDUCE or (self.mode == KEEP and self.on_rows is not None and self.plan.kind != "histogram"):
+            elif self.mode == REDUCE or (self.mode == KEEP and self.on_rows is not None):
                 nxt = find("\n#", pos, n)
                 end = n if nxt == -1 else nxt + 1
                 if self.mode == REDUCE:
@@ -319,6 +320,9 @@ class ExpositionReader:
         shapes = self.block
         if shapes is None:
             shapes = self.block = []
+        whole = self._match_whole(text, pos, end, allowed, shapes)
+        if whole is not None:
+            return whole, []
         found, remaining = [], [(pos, end)]
         for index in range(MAX_SHAPES):
             if index == len(shapes):
@@ -340,6 +344,53 @@ class ExpositionReader:
             # `findall` and leaves the rare ones to the others.
             shapes.sort(key=lambda s: -s.rows)
         return found, remaining
+
+    def _match_whole(self, text, pos, end, allowed, shapes):
+        """Read a run whose every line fits one of a few shapes, interleaved or not, with one
+        `findall` per shape; None when some line fits none of them.
+
+        A histogram's series come as buckets, then `_sum`, then `_count`, series after series:
+        three shapes, always interleaved. Each shape's pattern names its sample name and every
+        label, so a line fits at most one of them, and when the rows found add up to the lines
+        of the run, every line was read. The shapes come from the run's first lines."""
+        if not shapes and not self._learn_shapes(text, pos, end, allowed, shapes, lines=1):
+            return None
+        first = shapes[0].pattern.findall(text, pos, end)
+        count = text.count("\n", pos, end) + (0 if end == pos or text[end - 1] == "\n" else 1)
+        if len(first) != count:
+            if len(shapes) < MAX_SHAPES and not self._learn_shapes(text, pos, end, allowed, shapes):
+                return None
+            if len(shapes) < 2:
+                return None
+        found = [(shapes[0], first)] + [(shape, shape.pattern.findall(text, pos, end)) for shape in shapes[1:]]
+        if sum(len(rows) for _, rows in found) != count:
+            return None
+        out = []
+        for shape, rows in found:
+            if rows:
+                shape.rows += len(rows)
+                out.append((shape.sample_name, shape.names, rows))
+        return out
+
+    def _learn_shapes(self, text, pos, end, allowed, shapes, lines=64):
+        """Add the shapes of the run's first `lines` lines that no known shape fits (up to
+        MAX_SHAPES in all); False when a line fits no shape at all (malformed, escaped)."""
+        for _ in range(lines):
+            if pos >= end:
+                break
+            stop = text.find("\n", pos, end)
+            stop = end if stop == -1 else stop
+            if not any(shape.pattern.match(text, pos, stop) for shape in shapes):
+                if len(shapes) == MAX_SHAPES:
+                    return False
+                shape = self._block_pattern(text[pos:stop], allowed)
+                if shape is None or self.lookup.get(shape.sample_name) is not self.plan:
+                    return False  # not a sample of this family (an OpenMetrics `_created` line)
+                if not shape.pattern.match(text, pos, stop):
+                    return False
+                shapes.append(shape)
+            pos = stop + 1
+        return True
 
     def _apply_shape(self, text, ranges, shape):
         """The rows `shape` matches in `ranges`, and the sub-ranges of lines it does not."""

@@ -5,6 +5,7 @@ import re
 from prometheus_client.parser import text_fd_to_metric_families as parse_prometheus
 from requests.exceptions import HTTPError
 
+from datadog_checks.base.agent import aggregator as agent_aggregator
 from datadog_checks.base.checks.openmetrics.v2.scraper import OpenMetricsScraper
 from datadog_checks.base.constants import ServiceCheck
 
@@ -14,6 +15,11 @@ from cilium_day2.exposition.reader import ExpositionReader, FamilyPlan
 from cilium_day2.urls import safe_url
 
 INF = float("inf")
+GAUGE, MONOTONIC_COUNT = agent_aggregator.GAUGE, agent_aggregator.MONOTONIC_COUNT
+
+
+def _ignore(*args):
+    """A metric that the instance's `metric_patterns` filter out."""
 
 
 class ScrapeError(Exception):
@@ -127,38 +133,96 @@ class CiliumScraper(OpenMetricsScraper):
             self.check.gauge(dd_name, value, tags=self._tags(pairs))
 
     def _on_rows(self, plan, name, label_names, rows):
-        """A block of gauge or counter samples sharing `label_names` (values last in each row)."""
+        """A block of samples of one family sharing `label_names` (values last in each row)."""
         if plan.family == "cilium_version":
             for row in rows:
                 self._on_sample(plan, name, list(zip(label_names, row)), float(row[-1]))
             return
-        dd_name = plan.data[0]
+        dd_name, distribution = plan.data
+        if plan.kind == "histogram":
+            if name.endswith("_bucket"):
+                if distribution:
+                    self._add_bucket_rows(dd_name, label_names, rows)
+                return
+            suffix = ".sum" if name.endswith("_sum") else ".count" if name.endswith("_count") else None
+            if suffix is None:
+                return
+            emit = self._emitter(MONOTONIC_COUNT, dd_name + suffix)
+        elif plan.kind == "counter":
+            emit = self._emitter(MONOTONIC_COUNT, dd_name + ".count")
+        else:
+            emit = self._emitter(GAUGE, dd_name)
         rename, exclude = self.rename_labels, self.exclude_labels
         keep = [i for i, label in enumerate(label_names) if label not in exclude]
         prefixes = [f"{rename.get(label_names[i], label_names[i])}:" for i in keep]
         static = list(self.tags)
-        if plan.kind == "counter":
-            submit, dd_name, extra = self.check.monotonic_count, dd_name + ".count", {"flush_first_value": self._flush}
-        else:
-            submit, extra = self.check.gauge, {}
         whole = len(keep) == len(label_names)
         for row in rows:
-            try:
-                value = float(row[-1])
-            except ValueError:
-                stats = self.reader.stats
-                stats.malformed += 1
-                if stats.first_malformed is None:
-                    stats.first_malformed = (None, f"{name} value {row[-1][:40]!r}")
-                continue
-            if value != value or value in (INF, -INF):
+            value = self._row_value(name, row)
+            if value is None or value != value or value in (INF, -INF):
                 continue
             if whole:
                 tags = [p + v for p, v in zip(prefixes, row)]
             else:
                 tags = [p + row[i] for p, i in zip(prefixes, keep)]
             tags += static
-            submit(dd_name, value, tags=tags, **extra)
+            emit(value, tags)
+
+    def _direct(self):
+        """The aggregator to submit to directly, or None when the base class must see every sample.
+
+        The tags built here are already what the base class's `gauge`/`monotonic_count` would
+        send (text, one list per series), so for the bulk of a scrape its per-sample work (tag
+        normalisation, namespacing, the metric filter) is done once per family instead. Whenever
+        a base feature acts per sample (a `max_returned_metrics` limit, generic tags renamed by
+        `disable_generic_tags`), samples go through the base class as usual."""
+        check = self.check
+        if check.metric_limiter is not None or check.disable_generic_tags:
+            return None
+        # The aggregator the base class would use (a discovery probe's proxy on recent bases).
+        return check._aggregator() if hasattr(check, "_aggregator") else agent_aggregator
+
+    def _emitter(self, mtype, dd_name):
+        """`emit(value, tags)` for the samples of one metric name."""
+        check, flush = self.check, self._flush and mtype == MONOTONIC_COUNT
+        direct = self._direct()
+        if direct is None:
+            if mtype == GAUGE:
+                return lambda value, tags: check.gauge(dd_name, value, tags=tags)
+            return lambda value, tags: check.monotonic_count(dd_name, value, tags=tags, flush_first_value=flush)
+        name = check._format_namespace(dd_name)
+        if not check.should_send_metric(name):
+            return _ignore
+        submit, check_id = direct.submit_metric, check.check_id
+        return lambda value, tags: submit(check, check_id, mtype, name, value, tags, "", flush)
+
+    def _row_value(self, name, row):
+        try:
+            return float(row[-1])
+        except ValueError:
+            stats = self.reader.stats
+            stats.malformed += 1
+            if stats.first_malformed is None:
+                stats.first_malformed = (None, f"{name} value {row[-1][:40]!r}")
+            return None
+
+    def _add_bucket_rows(self, dd_name, label_names, rows):
+        """The `_bucket` rows of a block, gathered per label set as `_add_bucket` does per line."""
+        if "le" not in label_names:
+            return
+        at = label_names.index("le")
+        rest_names = label_names[:at] + label_names[at + 1 :]
+        buckets = self._buckets
+        for row in rows:
+            value = self._row_value(dd_name, row)
+            if value is None:
+                continue
+            try:
+                bound = float(row[at])
+            except ValueError:
+                continue
+            rest = tuple(zip(rest_names, row[:at] + row[at + 1 : -1]))
+            buckets.setdefault((dd_name, rest), []).append((bound, value))
 
     def _add_bucket(self, dd_name, pairs, value):
         upper = None
@@ -178,9 +242,11 @@ class CiliumScraper(OpenMetricsScraper):
 
     def _flush_histograms(self):
         """Decumulate bucket counts per label set and send them as one distribution each."""
+        direct = self._direct()
         for (dd_name, pairs), buckets in self._buckets.items():
             buckets.sort()
             tags = self._tags(pairs)
+            submit = self._bucket_submitter(direct, dd_name)
             previous_bound, previous_count = None, 0.0
             for bound, count in buckets:
                 lower = (0.0 if bound >= 0 else -INF) if previous_bound is None else previous_bound
@@ -188,16 +254,33 @@ class CiliumScraper(OpenMetricsScraper):
                 previous_bound, previous_count = bound, count
                 if value != value or lower == bound == -INF:
                     continue
-                if self.multi_buckets:
-                    self.check.submit_histogram_bucket(
-                        dd_name, value, lower, bound, True, None, tags, flush_first_value=self._flush, multiple_buckets=True
-                    )
-                else:
-                    bucket_tags = tags + [f"upper_bound:{_bound_text(bound)}", f"lower_bound:{_bound_text(lower)}"]
-                    self.check.submit_histogram_bucket(
-                        dd_name, value, lower, bound, True, None, bucket_tags, flush_first_value=self._flush
-                    )
+                submit(value, lower, bound, tags)
         self._buckets = {}
+
+    def _bucket_submitter(self, direct, dd_name):
+        """`submit(count, lower, upper, tags)` for one bucket of a distribution."""
+        check, flush, multi = self.check, self._flush, self.multi_buckets
+        if direct is None:
+            if multi:
+                return lambda value, lower, upper, tags: check.submit_histogram_bucket(
+                    dd_name, value, lower, upper, True, None, tags, flush_first_value=flush, multiple_buckets=True
+                )
+            return lambda value, lower, upper, tags: check.submit_histogram_bucket(
+                dd_name, value, lower, upper, True, None,
+                tags + [f"upper_bound:{_bound_text(upper)}", f"lower_bound:{_bound_text(lower)}"], flush_first_value=flush,
+            )
+        name = check._format_namespace(dd_name)
+        check_id = check.check_id
+        if multi:
+            send = direct.submit_histogram_bucket_multi
+            return lambda value, lower, upper, tags: send(
+                check, check_id, name, int(value), lower, upper, True, "", tags, flush
+            )
+        send = direct.submit_histogram_bucket
+        return lambda value, lower, upper, tags: send(
+            check, check_id, name, int(value), lower, upper, True, "",
+            tags + [f"upper_bound:{_bound_text(upper)}", f"lower_bound:{_bound_text(lower)}"], flush,
+        )
 
     def _submit_extra(self, lines):
         runtime_data = {"flush_first_value": self._flush, "static_tags": self.static_tags}
