@@ -353,6 +353,8 @@ class ExpositionReader:
         three shapes, always interleaved. Each shape's pattern names its sample name and every
         label, so a line fits at most one of them, and when the rows found add up to the lines
         of the run, every line was read. The shapes come from the run's first lines."""
+        if any(shape.interleaved for shape in shapes):
+            return None  # this block has lines of no shape: it is read shape by shape
         if not shapes and not self._learn_shapes(text, pos, end, allowed, shapes, lines=1):
             return None
         first = shapes[0].pattern.findall(text, pos, end)
