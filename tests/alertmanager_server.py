@@ -15,12 +15,12 @@ import copy
 import json
 import shutil
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import yaml
 
-from .local_server import LocalServer
+from .local_server import BackgroundHTTPServer, LocalServer
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager") or "/usr/bin/prometheus-alertmanager"
 AMTOOL = shutil.which("amtool") or "/usr/bin/amtool"
@@ -55,7 +55,7 @@ def webhook_config(base: dict, hook: "WebhookReceiver", prefix: str, inhibit=Non
     return config
 
 
-class WebhookReceiver:
+class WebhookReceiver(BackgroundHTTPServer):
     """Collects Alertmanager webhook notifications, by request path."""
 
     def __init__(self):
@@ -75,8 +75,7 @@ class WebhookReceiver:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self._server.server_address[1]
+        super().__init__(Handler)
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}/{path}"
@@ -85,15 +84,6 @@ class WebhookReceiver:
         with self._lock:
             return [a for p, payload in self.notifications if p == path for a in payload["alerts"]
                     if a["status"] == status]
-
-    def __enter__(self):
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self._server.shutdown()
-        self._server.server_close()
-        return False
 
 
 class AlertmanagerServer(LocalServer):

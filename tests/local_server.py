@@ -11,7 +11,9 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
+from http.server import ThreadingHTTPServer
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -87,4 +89,22 @@ class LocalServer:
             self._log.close()
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
+        return False
+
+
+class BackgroundHTTPServer:
+    """An in-process HTTP server on 127.0.0.1 and a free port, serving `handler` from a
+    background thread between `__enter__` and `__exit__`."""
+
+    def __init__(self, handler):
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.port = self._server.server_address[1]
+
+    def __enter__(self):
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self._server.shutdown()
+        self._server.server_close()
         return False

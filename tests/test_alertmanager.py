@@ -5,9 +5,8 @@ never silences the warning for another. The same run shows what kube-prometheus'
 inhibition does to these alerts, and that the merge docs/prometheus-stacks.md describes fixes it."""
 
 import subprocess
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from cilium_day2.render import prometheus
 
 from .alertmanager_server import (AMTOOL, AlertmanagerServer, WebhookReceiver, require_alertmanager, require_amtool,
                                   webhook_config)
+from .local_server import BackgroundHTTPServer
 from .prometheus_server import PrometheusServer, require_prometheus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,7 +75,7 @@ def test_every_two_severity_signal_is_inhibited_only_on_its_own_label_set():
 # --- end to end ------------------------------------------------------------------------------------
 
 
-class Endpoints:
+class Endpoints(BackgroundHTTPServer):
     """Cilium expositions whose counters grow with the wall clock, on 127.0.0.1."""
 
     def __init__(self, pages):
@@ -100,16 +100,7 @@ class Endpoints:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self._server.server_address[1]
-
-    def __enter__(self):
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler)
 
 
 CT, NAT = "CT: Map insertion failed", "No mapping for NAT masquerade"

@@ -320,7 +320,7 @@ class ExpositionReader:
         shapes = self.block
         if shapes is None:
             shapes = self.block = []
-        whole = self._match_whole(text, pos, end, allowed, shapes)
+        whole, first = self._match_whole(text, pos, end, allowed, shapes)
         if whole is not None:
             return whole, []
         found, remaining = [], [(pos, end)]
@@ -333,7 +333,7 @@ class ExpositionReader:
                     break
                 shapes.append(shape)
             shape = shapes[index]
-            rows, remaining = self._apply_shape(text, remaining, shape)
+            rows, remaining = self._apply_shape(text, remaining, shape, first if index == 0 else None)
             if rows:
                 shape.rows += len(rows)
                 found.append((shape.sample_name, shape.names, rows))
@@ -352,27 +352,30 @@ class ExpositionReader:
         A histogram's series come as buckets, then `_sum`, then `_count`, series after series:
         three shapes, always interleaved. Each shape's pattern names its sample name and every
         label, so a line fits at most one of them, and when the rows found add up to the lines
-        of the run, every line was read. The shapes come from the run's first lines."""
+        of the run, every line was read. The shapes come from the run's first lines.
+
+        Returns (rows by shape or None, the first shape's rows over the whole run or None), the
+        latter for the shape-by-shape path to reuse."""
         if any(shape.interleaved for shape in shapes):
-            return None  # this block has lines of no shape: it is read shape by shape
+            return None, None  # this block has lines of no shape: it is read shape by shape
         if not shapes and not self._learn_shapes(text, pos, end, allowed, shapes, lines=1):
-            return None
+            return None, None
         first = shapes[0].pattern.findall(text, pos, end)
         count = text.count("\n", pos, end) + (0 if end == pos or text[end - 1] == "\n" else 1)
         if len(first) != count:
             if len(shapes) < MAX_SHAPES and not self._learn_shapes(text, pos, end, allowed, shapes):
-                return None
+                return None, first
             if len(shapes) < 2:
-                return None
+                return None, first
         found = [(shapes[0], first)] + [(shape, shape.pattern.findall(text, pos, end)) for shape in shapes[1:]]
         if sum(len(rows) for _, rows in found) != count:
-            return None
+            return None, first
         out = []
         for shape, rows in found:
             if rows:
                 shape.rows += len(rows)
                 out.append((shape.sample_name, shape.names, rows))
-        return out
+        return out, first
 
     def _learn_shapes(self, text, pos, end, allowed, shapes, lines=64):
         """Add the shapes of the run's first `lines` lines that no known shape fits (up to
@@ -394,8 +397,9 @@ class ExpositionReader:
             pos = stop + 1
         return True
 
-    def _apply_shape(self, text, ranges, shape):
-        """The rows `shape` matches in `ranges`, and the sub-ranges of lines it does not."""
+    def _apply_shape(self, text, ranges, shape, matched_whole=None):
+        """The rows `shape` matches in `ranges`, and the sub-ranges of lines it does not.
+        `matched_whole`: its `findall` over the single range given, when already done."""
         pattern = shape.pattern
         rows, left = [], []
         for start, stop in ranges:
@@ -403,7 +407,7 @@ class ExpositionReader:
                 # Lines of other shapes sat between this one's before: find the gaps directly.
                 self._split(text, start, stop, pattern, rows, left)
                 continue
-            matched = pattern.findall(text, start, stop)
+            matched = pattern.findall(text, start, stop) if matched_whole is None else matched_whole
             count = text.count("\n", start, stop) + (0 if stop == start or text[stop - 1] == "\n" else 1)
             if len(matched) == count:
                 rows.extend(matched)
