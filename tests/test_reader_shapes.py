@@ -126,6 +126,27 @@ SHAPES = {
     "values that are not numbers": hubble_body([flows(i) if i % 60 else flows(i).replace(f" {100 + i}", " n/a")
                                                 for i in range(600)]),
     "agent families": AGENT,
+    # Escaped backslashes and line ends in a bounded label: its value must be unescaped.
+    "escaped backslash in a bounded label": hubble_body(
+        [flows(i) if i % 30 else flows(i).replace('subtype="', 'subtype="a\\\\b\\n') for i in range(600)]),
+    # A quote left open: a label value that would run on into the next line.
+    "a quote left open": hubble_body(
+        [flows(i) if i % 40 != 7 else flows(i).split('",protocol=')[0] + "\n" for i in range(600)]),
+    # Lines built so that a value running over a line end ends where another line's row ends.
+    "rows that would run over a line end": hubble_body(
+        [flows(i) for i in range(300)]
+        + ['hubble_flows_processed_total{destination="} 5\n',
+           'hubble_flows_processed_total{destination="x",protocol="} 6\n',
+           'hubble_flows_processed_total{destination=",protocol="TCP",source="s",subtype="",type="L7",verdict="} 7\n',
+           '",type="L7",verdict="DROPPED"} 8\n',
+           'hubble_flows_processed_total{protocol="TCP",source="s",subtype="",type="L7",verdict="x"} 9\n']
+        + [flows(i) for i in range(300, 600)]),
+    # Values `float` reads and the careful pattern does not, and text next to the value that
+    # neither the line path nor the block path may take as a timestamp.
+    "unusual values": hubble_body(
+        [flows(i).replace(f" {100 + i}", f" {value}")
+         for i, value in enumerate(["1_000", "infinity", "nan", "+Inf", "7\x0b", "8\x0c", "9 1abc", "10 1e3",
+                                    "11\t", "1e5", "-0", ".5"] * 40)]),
 }
 
 

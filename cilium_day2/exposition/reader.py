@@ -50,6 +50,25 @@ VALUE = r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]?Inf|NaN
 # Label sets read in bulk per family block; lines of further shapes are read one by one.
 MAX_SHAPES = 4
 _ALL_BUT_LAST = operator.itemgetter(slice(None, -1))
+_FAST = operator.attrgetter("fast")
+_CAREFUL = operator.attrgetter("pattern")
+
+
+def _label_part(parts):
+    return r"\{" + ",".join(parts) + r",?\}" if parts else r"(?:\{\})?"
+
+
+def _sums_by_key(names, rows):
+    """{bounded label values: sum of the values} for rows of (label values..., value text).
+    Raises ValueError, before anything is kept, when a value is not a number."""
+    if not names:
+        return {(): sum(map(float, rows))}
+    groups = {}
+    add_to = groups.setdefault
+    for row in rows:
+        add_to(row[:-1], []).append(row[-1])
+    # Convert and add each group in C: cheaper per series than one at a time.
+    return {key: sum(map(float, values)) for key, values in groups.items()}
 
 
 def unescape(value):
@@ -86,12 +105,22 @@ def sample_names(family, kind):
 
 
 class Shape:
-    """One label set of a family block: the regex that reads its lines in bulk."""
+    """One label set of a family block: the regexes that read its lines in bulk.
 
-    __slots__ = ("pattern", "sample_name", "names", "rows", "interleaved")
+    `pattern` reads any line of the label set: escaped characters excluded, timestamp and
+    exemplar allowed, the value checked to be a number. `fast` is what most scrapes need, and
+    about a third cheaper to run: label values are `[^"]*` (a plain scan for the next quote, where
+    `[^"\\\n]*` tests every character against a set), no exemplar, and for summed families the
+    value is any non-blank text, converted by the caller. It is used only on text with no
+    backslash at all, and only when its rows add up to the lines of the run (see
+    `_match_whole`), which together leave no room for a value running over a line end.
+    """
 
-    def __init__(self, pattern, sample_name, names):
+    __slots__ = ("pattern", "fast", "sample_name", "names", "rows", "interleaved")
+
+    def __init__(self, pattern, fast, sample_name, names):
         self.pattern = pattern
+        self.fast = fast
         self.sample_name = sample_name
         self.names = names  # the captured label names, in line order
         self.rows = 0  # rows read so far in this block, to try the most common shape first
@@ -140,6 +169,7 @@ class ExpositionReader:
         self._base_line = 0
         self.plan = None
         self.block = None  # the Shapes of the current family block
+        self.fast = True  # the current block may be read with the Shapes' fast patterns
         self.seen = set()
         self.seen_rows = {}
         self.positional = {}  # (plan, sample name, kept label names) -> {values: sum}
@@ -247,33 +277,32 @@ class ExpositionReader:
                 self.mode, self.plan = SKIP, None
             return False
         if plan is not self.plan or self.mode not in (KEEP, REDUCE):
-            self.block = None
+            self.block, self.fast = None, True
         self.plan = plan
         self.mode = REDUCE if plan.reduce is not None else KEEP
         return False
 
     def _reduce_block(self, text, pos, end):
         """Sum a run of lines of a reduced family, by the values of its bounded labels."""
-        shapes, odd = self._match_block(text, pos, end, self.plan.reduce)
+        allowed = self.plan.reduce
+        shapes, odd = self._match_block(text, pos, end, allowed)
+        try:
+            totals = [(sample_name, names, len(rows), _sums_by_key(names, rows)) for sample_name, names, rows in shapes]
+        except ValueError:
+            # The fast patterns took a value that is not a number: read the run again with the
+            # careful ones, which leave such a line to the line path (counted as malformed).
+            self.fast = False
+            shapes, odd = self._match_block(text, pos, end, allowed)
+            totals = [(sample_name, names, len(rows), _sums_by_key(names, rows)) for sample_name, names, rows in shapes]
         stats = self.stats
-        for sample_name, names, matches in shapes:
-            count = len(matches)
+        for sample_name, names, count, totals_by_key in totals:
             stats.kept += count
             stats.recognised += count
             stats.reduced_in += count
             sums = self.positional.setdefault((self.plan, sample_name, names), {})
             get = sums.get
-            if not names:
-                sums[()] = get((), 0.0) + sum(map(float, matches))
-                continue
-            # Group the value texts by key, then convert and add each group in C: cheaper per
-            # series than converting and adding one at a time.
-            groups = {}
-            add_to = groups.setdefault
-            for match in matches:
-                add_to(match[:-1], []).append(match[-1])
-            for key, values in groups.items():
-                sums[key] = get(key, 0.0) + sum(map(float, values))
+            for key, value in totals_by_key.items():
+                sums[key] = get(key, 0.0) + value
         for start, stop in odd:
             self._lines(text, start, stop)
 
@@ -320,7 +349,15 @@ class ExpositionReader:
         shapes = self.block
         if shapes is None:
             shapes = self.block = []
-        whole, first = self._match_whole(text, pos, end, allowed, shapes)
+        count = text.count("\n", pos, end) + (0 if end == pos or text[end - 1] == "\n" else 1)
+        if self.fast and text.find("\\", pos, end) == -1:
+            whole, _ = self._match_whole(text, pos, end, count, allowed, shapes, fast=True)
+            if whole is not None:
+                return whole, []
+            # Lines the fast patterns do not read (exemplars, a malformed line): the rest of this
+            # block is read the careful way.
+            self.fast = False
+        whole, first = self._match_whole(text, pos, end, count, allowed, shapes)
         if whole is not None:
             return whole, []
         found, remaining = [], [(pos, end)]
@@ -329,8 +366,8 @@ class ExpositionReader:
                 start, stop = remaining[0]
                 line_end = text.find("\n", start, stop)
                 shape = self._block_pattern(text[start : stop if line_end == -1 else line_end], allowed)
-                if shape is None:
-                    break
+                if shape is None or any(known.pattern.pattern == shape.pattern.pattern for known in shapes):
+                    break  # not a sample line, or one of a known shape that its pattern cannot read
                 shapes.append(shape)
             shape = shapes[index]
             rows, remaining = self._apply_shape(text, remaining, shape, first if index == 0 else None)
@@ -345,14 +382,24 @@ class ExpositionReader:
             shapes.sort(key=lambda s: -s.rows)
         return found, remaining
 
-    def _match_whole(self, text, pos, end, allowed, shapes):
-        """Read a run whose every line fits one of a few shapes, interleaved or not, with one
-        `findall` per shape; None when some line fits none of them.
+    def _match_whole(self, text, pos, end, count, allowed, shapes, fast=False):
+        """Read a run of `count` lines whose every line fits one of a few shapes, interleaved or
+        not, with one `findall` per shape; None when some line fits none of them.
 
         A histogram's series come as buckets, then `_sum`, then `_count`, series after series:
         three shapes, always interleaved. Each shape's pattern names its sample name and every
         label, so a line fits at most one of them, and when the rows found add up to the lines
         of the run, every line was read. The shapes come from the run's first lines.
+
+        With `fast`, the shapes' fast patterns are used (the caller has checked that the run has
+        no backslash). Their label values may run over a line end, yet rows adding up to the
+        lines still means one row per line. The first row that runs over starts on a line with
+        an odd number of quotes, and no row ends there: a one-line row has an even number, and
+        any other would have started earlier. So some line would have to end two rows, and none
+        can. Two one-line rows would be two shapes with the same name and labels (the shapes are
+        distinct); a one-line row and a longer one disagree on the line's quotes being even; two
+        longer rows are either one shape, or read the quotes one out of step, so that the last
+        one closes a value for one row and opens a value for the other.
 
         Returns (rows by shape or None, the first shape's rows over the whole run or None), the
         latter for the shape-by-shape path to reuse."""
@@ -360,22 +407,22 @@ class ExpositionReader:
             return None, None  # this block has lines of no shape: it is read shape by shape
         if not shapes and not self._learn_shapes(text, pos, end, allowed, shapes, lines=1):
             return None, None
-        first = shapes[0].pattern.findall(text, pos, end)
-        count = text.count("\n", pos, end) + (0 if end == pos or text[end - 1] == "\n" else 1)
+        pattern = _FAST if fast else _CAREFUL
+        first = pattern(shapes[0]).findall(text, pos, end)
         if len(first) != count:
             if len(shapes) < MAX_SHAPES and not self._learn_shapes(text, pos, end, allowed, shapes):
-                return None, first
+                return None, None if fast else first
             if len(shapes) < 2:
-                return None, first
-        found = [(shapes[0], first)] + [(shape, shape.pattern.findall(text, pos, end)) for shape in shapes[1:]]
+                return None, None if fast else first
+        found = [(shapes[0], first)] + [(shape, pattern(shape).findall(text, pos, end)) for shape in shapes[1:]]
         if sum(len(rows) for _, rows in found) != count:
-            return None, first
+            return None, None if fast else first
         out = []
         for shape, rows in found:
             if rows:
                 shape.rows += len(rows)
                 out.append((shape.sample_name, shape.names, rows))
-        return out, first
+        return out, None if fast else first
 
     def _learn_shapes(self, text, pos, end, allowed, shapes, lines=64):
         """Add the shapes of the run's first `lines` lines that no known shape fits (up to
@@ -446,17 +493,27 @@ class ExpositionReader:
         if match is None:
             return None
         sample_name = match.group(1)
-        parts, names = [], []
+        careful, fast, names = [], [], []
         for label, _ in LABEL_RE.findall(match.group(2) or ""):
             if allowed is None or label in allowed:
-                parts.append(f'{label}="([^"\\\\\\n]*)"')
+                careful.append(f'{label}="([^"\\\\\\n]*)"')
+                fast.append(f'{label}="([^"]*)"')
                 names.append(label)
             else:
-                parts.append(f'{label}="[^"\\\\\\n]*"')
-        labels = r"\{" + ",".join(parts) + r",?\}" if parts else r"(?:\{\})?"
-        # An OpenMetrics timestamp or exemplar may follow the value.
-        pattern = re.compile(f"^{re.escape(sample_name)}{labels} ({VALUE})(?: -?[0-9][^ \\n]*)?(?: # [^\\n]*)?$", re.M)
-        return Shape(pattern, sample_name, tuple(names))
+                careful.append(f'{label}="[^"\\\\\\n]*"')
+                fast.append(f'{label}="[^"]*"')
+        head = "^" + re.escape(sample_name)
+        # The same timestamp as the line path's; an OpenMetrics exemplar may follow it.
+        timestamp = r"(?: -?[0-9][0-9.eE+-]*)?"
+        # A summed family's values are converted in bulk by the caller, which reads the run again
+        # carefully when one is not a number; a kept family's rows go out as they are.
+        value = r"\S+" if allowed is not None else VALUE
+        return Shape(
+            re.compile(f"{head}{_label_part(careful)} ({VALUE}){timestamp}(?: # [^\\n]*)?$", re.M),
+            re.compile(f"{head}{_label_part(fast)} ({value}){timestamp}$", re.M),
+            sample_name,
+            tuple(names),
+        )
 
     def _lines(self, text, pos, end):
         while pos < end:
