@@ -24,7 +24,7 @@ PLANS = [
 class LineByLine(ExpositionReader):
     """The reference: every sample line read on its own."""
 
-    def _match_block(self, text, pos, end, allowed):
+    def _match_block(self, text, pos, end, count, allowed):
         return [], [(pos, end)]
 
 

@@ -58,6 +58,20 @@ def _label_part(parts):
     return r"\{" + ",".join(parts) + r",?\}" if parts else r"(?:\{\})?"
 
 
+def _next_comment(text, pos, n):
+    """Where the next comment line after `pos` starts in `text[:n]` (`n` when there is none).
+    One scan for `#` (memchr), which is a line start unless a label value or an exemplar holds
+    one; only then the slower search for a line end followed by `#`."""
+    at = text.find("#", pos + 1, n)
+    if at == -1:
+        return n
+    if text[at - 1] != "\n":
+        at = text.find("\n#", at, n) + 1
+        if at == 0:
+            return n
+    return at
+
+
 def _sums_by_key(names, rows):
     """{bounded label values: sum of the values} for rows of (label values..., value text).
     Raises ValueError, before anything is kept, when a value is not a number."""
@@ -219,38 +233,45 @@ class ExpositionReader:
 
     # -- blocks ---------------------------------------------------------------------------------
     def _process(self, text, n):
+        """Read `text[:n]`, whole lines ending in `\\n`."""
         stats = self.stats
         self._base_line = stats.lines  # lines before this chunk, for error messages
-        stats.lines += text.count("\n", 0, n)
+        lines = 0  # counted region by region: a block's count is also what its reading needs
         find = text.find
         pos = 0
         while pos < n:
             char = text[pos]
             if char == "#":
                 end = find("\n", pos)
+                lines += 1
                 if end - pos > MAX_LINE_CHARS:
                     self._too_long(text[pos:pos + 60])
                 elif self._comment(text[pos:end]):
                     self.eof = True
-                    return
+                    break
                 pos = end + 1
             elif char == "\n" or char == "\r":
+                lines += char == "\n"
                 pos += 1
             elif self.mode == SKIP:
-                nxt = find("\n#", pos, n)
-                pos = n if nxt == -1 else nxt + 1
+                end = _next_comment(text, pos, n)
+                lines += text.count("\n", pos, end)
+                pos = end
             elif self.mode == REDUCE or (self.mode == KEEP and self.on_rows is not None):
-                nxt = find("\n#", pos, n)
-                end = n if nxt == -1 else nxt + 1
+                end = _next_comment(text, pos, n)
+                count = text.count("\n", pos, end)
+                lines += count
                 if self.mode == REDUCE:
-                    self._reduce_block(text, pos, end)
+                    self._reduce_block(text, pos, end, count)
                 else:
-                    self._keep_block(text, pos, end)
+                    self._keep_block(text, pos, end, count)
                 pos = end
             else:
                 end = find("\n", pos)
+                lines += 1
                 self._line(text, pos, end)
                 pos = end + 1
+        stats.lines += lines
 
     def _comment(self, line):
         """Handle a comment line; True for OpenMetrics' `# EOF`, the end of the exposition."""
@@ -282,17 +303,17 @@ class ExpositionReader:
         self.mode = REDUCE if plan.reduce is not None else KEEP
         return False
 
-    def _reduce_block(self, text, pos, end):
+    def _reduce_block(self, text, pos, end, count):
         """Sum a run of lines of a reduced family, by the values of its bounded labels."""
         allowed = self.plan.reduce
-        shapes, odd = self._match_block(text, pos, end, allowed)
+        shapes, odd = self._match_block(text, pos, end, count, allowed)
         try:
             totals = [(sample_name, names, len(rows), _sums_by_key(names, rows)) for sample_name, names, rows in shapes]
         except ValueError:
             # The fast patterns took a value that is not a number: read the run again with the
             # careful ones, which leave such a line to the line path (counted as malformed).
             self.fast = False
-            shapes, odd = self._match_block(text, pos, end, allowed)
+            shapes, odd = self._match_block(text, pos, end, count, allowed)
             totals = [(sample_name, names, len(rows), _sums_by_key(names, rows)) for sample_name, names, rows in shapes]
         stats = self.stats
         for sample_name, names, count, totals_by_key in totals:
@@ -306,9 +327,9 @@ class ExpositionReader:
         for start, stop in odd:
             self._lines(text, start, stop)
 
-    def _keep_block(self, text, pos, end):
+    def _keep_block(self, text, pos, end, count):
         """Hand a run of lines of a kept gauge or counter family to `on_rows` in one piece."""
-        shapes, odd = self._match_block(text, pos, end, None)
+        shapes, odd = self._match_block(text, pos, end, count, None)
         if any(not names for _, names, _ in shapes):
             # Unlabelled series (a family of one): the line path handles them and their duplicates.
             self._lines(text, pos, end)
@@ -336,7 +357,7 @@ class ExpositionReader:
         for start, stop in odd:
             self._lines(text, start, stop)
 
-    def _match_block(self, text, pos, end, allowed):
+    def _match_block(self, text, pos, end, count, allowed):
         """Split a run of sample lines of one family into shapes read in bulk and odd lines.
 
         Returns ([(sample name, captured label names, rows)], [(start, stop)]): each shape's rows
@@ -349,7 +370,6 @@ class ExpositionReader:
         shapes = self.block
         if shapes is None:
             shapes = self.block = []
-        count = text.count("\n", pos, end) + (0 if end == pos or text[end - 1] == "\n" else 1)
         if self.fast and text.find("\\", pos, end) == -1:
             whole, _ = self._match_whole(text, pos, end, count, allowed, shapes, fast=True)
             if whole is not None:
