@@ -50,8 +50,19 @@ VALUE = r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]?Inf|NaN
 # Label sets read in bulk per family block; lines of further shapes are read one by one.
 MAX_SHAPES = 4
 _ALL_BUT_LAST = operator.itemgetter(slice(None, -1))
-_FAST = operator.attrgetter("fast")
-_CAREFUL = operator.attrgetter("pattern")
+# Compiled shape regexes by source. A scrape's shapes are the same run after run, and `re`'s own
+# cache is shared with everything else in the Agent's process.
+_COMPILED = {}
+_MAX_COMPILED = 4096
+
+
+def _compile(source):
+    compiled = _COMPILED.get(source)
+    if compiled is None:
+        if len(_COMPILED) >= _MAX_COMPILED:
+            _COMPILED.clear()
+        compiled = _COMPILED[source] = re.compile(source, re.M)
+    return compiled
 
 
 def _label_part(parts):
@@ -121,24 +132,41 @@ def sample_names(family, kind):
 class Shape:
     """One label set of a family block: the regexes that read its lines in bulk.
 
-    `pattern` reads any line of the label set: escaped characters excluded, timestamp and
-    exemplar allowed, the value checked to be a number. `fast` is what most scrapes need, and
-    about a third cheaper to run: label values are `[^"]*` (a plain scan for the next quote, where
-    `[^"\\\n]*` tests every character against a set), no exemplar, and for summed families the
-    value is any non-blank text, converted by the caller. It is used only on text with no
-    backslash at all, and only when its rows add up to the lines of the run (see
+    The careful regex reads any line of the label set: escaped characters excluded, timestamp
+    and exemplar allowed, the value checked to be a number. The fast one is what most scrapes
+    need, and about a third cheaper to run: label values are `[^"]*` (a plain scan for the next
+    quote, where `[^"\\\n]*` tests every character against a set), no exemplar, and for summed
+    families the value is any non-blank text, converted by the caller. It is used only on text
+    with no backslash at all, and only when its rows add up to the lines of the run (see
     `_match_whole`), which together leave no room for a value running over a line end.
+
+    Each comes in two forms that read the same lines. Anchored (`^name{...`) is the cheapest
+    when nearly every line is one of this shape's. Scanning (`name{label="` found by a fast
+    literal search, then checked to start a line) is the cheapest when most lines are of other
+    shapes: the anchored form tries every character of those lines, one at a time.
     """
 
-    __slots__ = ("pattern", "fast", "sample_name", "names", "rows", "interleaved")
+    __slots__ = ("sample_name", "names", "rows", "interleaved", "_sources", "_compiled")
 
-    def __init__(self, pattern, fast, sample_name, names):
-        self.pattern = pattern
-        self.fast = fast
+    def __init__(self, sample_name, names, prefix, careful, fast):
         self.sample_name = sample_name
         self.names = names  # the captured label names, in line order
         self.rows = 0  # rows read so far in this block, to try the most common shape first
         self.interleaved = False  # lines of other shapes came between this one's
+        anchored, scanning = f"^{prefix}", f"{prefix}(?<=^{prefix})"
+        self._sources = (anchored + careful, scanning + careful, anchored + fast, scanning + fast)
+        self._compiled = [None] * 4
+
+    def regex(self, fast=False, scan=False):
+        index = 2 * fast + scan
+        compiled = self._compiled[index]
+        if compiled is None:
+            compiled = self._compiled[index] = _compile(self._sources[index])
+        return compiled
+
+    @property
+    def key(self):
+        return self._sources[0]
 
 
 class ReadStats:
@@ -386,7 +414,7 @@ class ExpositionReader:
                 start, stop = remaining[0]
                 line_end = text.find("\n", start, stop)
                 shape = self._block_pattern(text[start : stop if line_end == -1 else line_end], allowed)
-                if shape is None or any(known.pattern.pattern == shape.pattern.pattern for known in shapes):
+                if shape is None or any(known.key == shape.key for known in shapes):
                     break  # not a sample line, or one of a known shape that its pattern cannot read
                 shapes.append(shape)
             shape = shapes[index]
@@ -427,14 +455,15 @@ class ExpositionReader:
             return None, None  # this block has lines of no shape: it is read shape by shape
         if not shapes and not self._learn_shapes(text, pos, end, allowed, shapes, lines=1):
             return None, None
-        pattern = _FAST if fast else _CAREFUL
-        first = pattern(shapes[0]).findall(text, pos, end)
+        first = shapes[0].regex(fast).findall(text, pos, end)
         if len(first) != count:
             if len(shapes) < MAX_SHAPES and not self._learn_shapes(text, pos, end, allowed, shapes):
                 return None, None if fast else first
             if len(shapes) < 2:
                 return None, None if fast else first
-        found = [(shapes[0], first)] + [(shape, pattern(shape).findall(text, pos, end)) for shape in shapes[1:]]
+        # The first shape is the most common; the others are looked for between its lines.
+        found = [(shapes[0], first)] + [(shape, shape.regex(fast, scan=True).findall(text, pos, end))
+                                        for shape in shapes[1:]]
         if sum(len(rows) for _, rows in found) != count:
             return None, None if fast else first
         out = []
@@ -452,13 +481,13 @@ class ExpositionReader:
                 break
             stop = text.find("\n", pos, end)
             stop = end if stop == -1 else stop
-            if not any(shape.pattern.match(text, pos, stop) for shape in shapes):
+            if not any(shape.regex().match(text, pos, stop) for shape in shapes):
                 if len(shapes) == MAX_SHAPES:
                     return False
                 shape = self._block_pattern(text[pos:stop], allowed)
                 if shape is None or self.lookup.get(shape.sample_name) is not self.plan:
                     return False  # not a sample of this family (an OpenMetrics `_created` line)
-                if not shape.pattern.match(text, pos, stop):
+                if not shape.regex().match(text, pos, stop):
                     return False
                 shapes.append(shape)
             pos = stop + 1
@@ -466,15 +495,14 @@ class ExpositionReader:
 
     def _apply_shape(self, text, ranges, shape, matched_whole=None):
         """The rows `shape` matches in `ranges`, and the sub-ranges of lines it does not.
-        `matched_whole`: its `findall` over the single range given, when already done."""
-        pattern = shape.pattern
+        `matched_whole`: its careful `findall` over the single range given, when already done."""
         rows, left = [], []
         for start, stop in ranges:
             if shape.interleaved:
                 # Lines of other shapes sat between this one's before: find the gaps directly.
-                self._split(text, start, stop, pattern, rows, left)
+                self._split(text, start, stop, shape.regex(scan=True), rows, left)
                 continue
-            matched = pattern.findall(text, start, stop) if matched_whole is None else matched_whole
+            matched = shape.regex().findall(text, start, stop) if matched_whole is None else matched_whole
             count = text.count("\n", start, stop) + (0 if stop == start or text[stop - 1] == "\n" else 1)
             if len(matched) == count:
                 rows.extend(matched)
@@ -487,7 +515,7 @@ class ExpositionReader:
                     rows.extend(matched)
                     continue
             shape.interleaved = True
-            self._split(text, start, stop, pattern, rows, left)
+            self._split(text, start, stop, shape.regex(scan=True), rows, left)
         return rows, left
 
     @staticmethod
@@ -513,27 +541,29 @@ class ExpositionReader:
         if match is None:
             return None
         sample_name = match.group(1)
-        careful, fast, names = [], [], []
-        for label, _ in LABEL_RE.findall(match.group(2) or ""):
-            if allowed is None or label in allowed:
-                careful.append(f'{label}="([^"\\\\\\n]*)"')
-                fast.append(f'{label}="([^"]*)"')
-                names.append(label)
-            else:
-                careful.append(f'{label}="[^"\\\\\\n]*"')
-                fast.append(f'{label}="[^"]*"')
-        head = "^" + re.escape(sample_name)
+        labels = [label for label, _ in LABEL_RE.findall(match.group(2) or "")]
+        names = tuple(label for label in labels if allowed is None or label in allowed)
         # The same timestamp as the line path's; an OpenMetrics exemplar may follow it.
         timestamp = r"(?: -?[0-9][0-9.eE+-]*)?"
         # A summed family's values are converted in bulk by the caller, which reads the run again
         # carefully when one is not a number; a kept family's rows go out as they are.
         value = r"\S+" if allowed is not None else VALUE
-        return Shape(
-            re.compile(f"{head}{_label_part(careful)} ({VALUE}){timestamp}(?: # [^\\n]*)?$", re.M),
-            re.compile(f"{head}{_label_part(fast)} ({value}){timestamp}$", re.M),
-            sample_name,
-            tuple(names),
-        )
+        careful_tail = f" ({VALUE}){timestamp}(?: # [^\\n]*)?$"
+        fast_tail = f" ({value}){timestamp}$"
+        if not labels:
+            prefix = re.escape(sample_name)
+            return Shape(sample_name, names, prefix, r"(?:\{\})?" + careful_tail, r"(?:\{\})?" + fast_tail)
+        # The literal start of every line, up to the first label's value.
+        prefix = f'{re.escape(sample_name)}\\{{{labels[0]}="'
+
+        def rest(value_class):
+            parts = []
+            for index, label in enumerate(labels):
+                text = f"({value_class})" if label in names else value_class
+                parts.append(f'{text}"' if index == 0 else f',{label}="{text}"')
+            return "".join(parts) + r",?\}"
+
+        return Shape(sample_name, names, prefix, rest(r'[^"\\\n]*') + careful_tail, rest('[^"]*') + fast_tail)
 
     def _lines(self, text, pos, end):
         while pos < end:
