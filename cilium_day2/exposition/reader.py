@@ -456,22 +456,32 @@ class ExpositionReader:
         if not shapes and not self._learn_shapes(text, pos, end, allowed, shapes, lines=1):
             return None, None
         first = shapes[0].regex(fast).findall(text, pos, end)
-        if len(first) != count:
-            if len(shapes) < MAX_SHAPES and not self._learn_shapes(text, pos, end, allowed, shapes):
-                return None, None if fast else first
-            if len(shapes) < 2:
-                return None, None if fast else first
+        reuse = None if fast else first
         # The first shape is the most common; the others are looked for between its lines.
-        found = [(shapes[0], first)] + [(shape, shape.regex(fast, scan=True).findall(text, pos, end))
-                                        for shape in shapes[1:]]
-        if sum(len(rows) for _, rows in found) != count:
-            return None, None if fast else first
+        found = [(shapes[0], first)]
+        total = len(first)
+        for attempt in range(2):
+            if total == count:
+                break
+            if attempt == 1:
+                # Lines of no known shape: learn the shapes of the run's first lines, once.
+                known = len(shapes)
+                if known == MAX_SHAPES or not self._learn_shapes(text, pos, end, allowed, shapes) or known == len(shapes):
+                    return None, reuse
+            for shape in shapes[len(found):]:
+                rows = shape.regex(fast, scan=True).findall(text, pos, end)
+                found.append((shape, rows))
+                total += len(rows)
+        if total != count:
+            return None, reuse
         out = []
         for shape, rows in found:
             if rows:
                 shape.rows += len(rows)
                 out.append((shape.sample_name, shape.names, rows))
-        return out, None if fast else first
+        if len(shapes) > 1:
+            shapes.sort(key=lambda s: -s.rows)
+        return out, reuse
 
     def _learn_shapes(self, text, pos, end, allowed, shapes, lines=64):
         """Add the shapes of the run's first `lines` lines that no known shape fits (up to
