@@ -1,24 +1,31 @@
 """What one run of the check costs, per payload size, next to a stock check and the I/O floor.
 
-    python benchmarks/check_cost.py            # full table (a few minutes on 2 cores)
-    python benchmarks/check_cost.py --quick    # smaller sizes, one measured run each
+    python benchmarks/check_cost.py            # full table (several minutes on 2 cores)
+    python benchmarks/check_cost.py --quick    # smaller sizes, fewer rounds
 
-For each payload it serves the exposition on 127.0.0.1 and measures, each in a fresh process so
-that memory peaks do not leak between measurements:
+For each payload it serves the exposition on 127.0.0.1 and measures:
 
 * cilium_day2  - `CiliumDay2Check` with its default options;
 * stock        - a plain `OpenMetricsBaseCheckV2` given the same metric map (what a user gets by
                  pointing the generic OpenMetrics check at Cilium);
 * floor        - fetching the body over HTTP and splitting it into lines, and nothing else.
 
-CPU is process CPU time of one run (median of the measured runs, after one warm-up run that
-fills caches the way a long-running Agent has them). Peak memory is the high-water mark of the
-resident set during the measured runs minus the resident set just before them. Series is the
-number of distinct contexts submitted in one run. Submissions go to a counting sink, not to the
-test aggregator, so its bookkeeping is not measured.
+CPU is measured side by side: one process holds all three, runs each once to warm up (filling
+caches the way a long-running Agent has them), then runs them in rounds, one run of each per
+round in a rotating order, with a garbage collection before every run. A round's ratios
+(cilium_day2 / stock, cilium_day2 / floor) compare runs made seconds apart, so a machine that
+speeds up or slows down during the measurement moves both sides; the table gives the median
+ratio over the rounds and its range. CPU per mode is the median of its runs.
+
+Peak memory and series come from a fresh process per mode (so that memory peaks do not leak
+between measurements): the high-water mark of the resident set during one measured run minus
+the resident set just before it, and the number of distinct contexts that run submitted.
+Submissions go to a counting sink, not to the test aggregator, so its bookkeeping is not
+measured.
 """
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -49,6 +56,7 @@ FULL_SIZES = [
     ("operator 5000 nodes", "operator", 5_000),
 ]
 QUICK_NAMES = ("agent only", "agent + hubble 10k", "agent + hubble 50k", "hubble 50k mixed", "operator 500 nodes")
+QUICK_ROUNDS = 3
 QUICK_SIZES = [size for size in FULL_SIZES if size[0] in QUICK_NAMES]
 MODES = ("cilium_day2", "stock", "floor")
 
@@ -136,8 +144,8 @@ class CountingSink:
         pass
 
 
-def make_check(mode, urls):
-    from datadog_checks.base import OpenMetricsBaseCheckV2
+def install_sink():
+    """Point the stub aggregator the checks submit to at a fresh counting sink."""
     from datadog_checks.base.stubs import aggregator as stub
 
     sink = CountingSink()
@@ -145,12 +153,17 @@ def make_check(mode, urls):
                  "submit_event", "submit_event_platform_event"):
         if hasattr(stub, attr):
             setattr(stub, attr, getattr(sink, attr))
+    return sink
+
+
+def make_check(mode, urls):
+    from datadog_checks.base import OpenMetricsBaseCheckV2
 
     if mode == "cilium_day2":
         from datadog_checks.cilium_day2 import CiliumDay2Check
 
         instance = {f"{component}_endpoint": url for component, url in urls.items()}
-        return CiliumDay2Check("cilium_day2", {}, [instance]), sink
+        return CiliumDay2Check("cilium_day2", {}, [instance])
 
     from cilium_day2 import metrics
     from datadog_checks.cilium_day2.config import metric_config
@@ -167,7 +180,7 @@ def make_check(mode, urls):
                 for component, url in urls.items()
             ]
 
-    return StockCheck("cilium_stock", {}, [{"openmetrics_endpoint": next(iter(urls.values()))}]), sink
+    return StockCheck("cilium_stock", {}, [{"openmetrics_endpoint": next(iter(urls.values()))}])
 
 
 def floor_run(urls):
@@ -183,45 +196,78 @@ def floor_run(urls):
     return lines
 
 
-def child(mode, urls, runs):
-    cpu, wall = [], []
+def runner(mode, urls):
+    """A callable doing one run of `mode`; a check's run raises if the check reports an error."""
     if mode == "floor":
-        run = lambda: floor_run(urls)  # noqa: E731
-        sink = None
-    else:
-        check, sink = make_check(mode, urls)
-        run = check.run
-    first = run()  # warm-up
-    if mode != "floor" and first:
-        raise SystemExit(f"{mode}: check failed: {first[:300]}")
+        return lambda: floor_run(urls)
+    check = make_check(mode, urls)
+
+    def run():
+        error = check.run()
+        if error:
+            raise SystemExit(f"{mode}: check failed: {error[:300]}")
+
+    return run
+
+
+def cpu_of(run):
+    gc.collect()
+    start = time.process_time()
+    run()
+    return time.process_time() - start
+
+
+def paired_child(urls, rounds):
+    """CPU of every mode, in rounds of one run each in a rotating order, in this one process."""
+    install_sink()
+    runs = {mode: runner(mode, urls) for mode in MODES}
+    for run in runs.values():
+        run()  # warm-up
+    cpu = {mode: [] for mode in MODES}
+    for index in range(rounds):
+        order = MODES[index % len(MODES):] + MODES[: index % len(MODES)]
+        for mode in order:
+            cpu[mode].append(cpu_of(runs[mode]))
+    return cpu
+
+
+def memory_child(mode, urls):
+    """Peak memory and series of one run of `mode`, after a warm-up run, in a fresh process."""
+    sink = install_sink()
+    run = runner(mode, urls)
+    run()  # warm-up
+    sink.contexts.clear()
     baseline = _rss_kb("VmRSS")
     exact_peak = _reset_peak()
-    for _ in range(runs):
-        if sink is not None:
-            sink.contexts.clear()
-        c0, w0 = time.process_time(), time.perf_counter()
-        run()
-        cpu.append(time.process_time() - c0)
-        wall.append(time.perf_counter() - w0)
+    run()
     peak = _rss_kb("VmHWM") if exact_peak else _rss_kb("VmRSS")
-    return {
-        "cpu": statistics.median(cpu),
-        "wall": statistics.median(wall),
-        "peak_mb": max(0, peak - baseline) / 1024,
-        "series": len(sink.contexts) if sink is not None else 0,
-        "exact_peak": exact_peak,
-    }
+    return {"peak_mb": max(0, peak - baseline) / 1024, "series": len(sink.contexts) if mode != "floor" else 0,
+            "exact_peak": exact_peak}
 
 
 # -- parent side --------------------------------------------------------------------------------
 
 
-def measure(mode, urls, runs):
-    cmd = [sys.executable, __file__, "--child", mode, "--urls", json.dumps(urls), "--runs", str(runs)]
+def in_child(*args):
+    cmd = [sys.executable, __file__, *args]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
-        raise SystemExit(f"measurement {mode} failed:\n{out.stderr[-2000:]}")
+        raise SystemExit(f"measurement {' '.join(args[:2])} failed:\n{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure(urls, rounds):
+    """One payload's row: per-mode CPU (median), paired ratios (median and range), memory, series."""
+    cpu = in_child("--child", "paired", "--urls", json.dumps(urls), "--runs", str(rounds))
+    row = {}
+    for mode in MODES:
+        row[mode] = {"cpu": statistics.median(cpu[mode]), "cpu_runs": cpu[mode]}
+        row[mode].update(in_child("--child", "memory", "--mode", mode, "--urls", json.dumps(urls)))
+    ours = cpu["cilium_day2"]
+    for other in ("stock", "floor"):
+        ratios = [a / b for a, b in zip(ours, cpu[other]) if b > 0]
+        row[f"ratio_{other}"] = {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
+    return row
 
 
 def main(argv=None):
@@ -231,22 +277,28 @@ def main(argv=None):
     parser.add_argument("--json", action="store_true", help="print results as JSON instead of a table")
     parser.add_argument("--only", metavar="TEXT", help="only the payloads whose name contains TEXT (e.g. 'operator')")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--urls", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
-    if args.child:
-        print(json.dumps(child(args.child, json.loads(args.urls), args.runs)))
+    if args.child == "paired":
+        print(json.dumps(paired_child(json.loads(args.urls), args.runs)))
         return 0
+    if args.child == "memory":
+        print(json.dumps(memory_child(args.mode, json.loads(args.urls))))
+        return 0
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
 
     sizes = QUICK_SIZES if args.quick else FULL_SIZES
     if args.only:
         sizes = [size for size in FULL_SIZES if args.only in size[0]]
         if not sizes:
             parser.error(f"--only {args.only!r} matches no payload; names: {', '.join(s[0] for s in FULL_SIZES)}")
-    runs = 1 if args.quick else args.runs
+    rounds = QUICK_ROUNDS if args.quick else args.runs
     results = []
-    print(f"# cilium_day2 check cost: python {sys.version.split()[0]}, {os.cpu_count()} cores, {runs} measured run(s) per cell",
-          file=sys.stderr)
+    print(f"# cilium_day2 check cost: python {sys.version.split()[0]}, {os.cpu_count()} cores, {rounds} paired rounds "
+          "per payload", file=sys.stderr)
     for label, kind, size in sizes:
         bodies = build_payloads(kind, size)
         payload_lines = sum(body.count("\n") for body in bodies.values())
@@ -254,10 +306,9 @@ def main(argv=None):
         httpd = serve(bodies)
         port = httpd.server_address[1]
         urls = {path.strip("/"): f"http://127.0.0.1:{port}{path}" for path in bodies}
+        print(f"  measuring {label} ...", file=sys.stderr)
         row = {"payload": label, "lines": payload_lines, "mb": payload_mb}
-        for mode in MODES:
-            print(f"  measuring {label}: {mode} ...", file=sys.stderr)
-            row[mode] = measure(mode, urls, runs)
+        row.update(measure(urls, rounds))
         httpd.shutdown()
         results.append(row)
 
@@ -265,8 +316,8 @@ def main(argv=None):
         print(json.dumps(results, indent=2))
         return 0
 
-    header = (f"{'payload':<22}{'lines':>8}{'MB':>7} | {'check':<11}{'cpu s':>8}{'wall s':>8}{'peak MB':>9}{'series':>8}"
-              f"{'us/line':>9} | {'cpu/stock':>9}{'cpu/floor':>10}")
+    header = (f"{'payload':<24}{'lines':>8}{'MB':>7} | {'check':<11}{'cpu s':>8}{'peak MB':>9}{'series':>8}{'us/line':>9}"
+              f" | {'cpu/stock (range)':>19}{'cpu/floor (range)':>19}")
     print(header)
     print("-" * len(header))
     for row in results:
@@ -274,12 +325,14 @@ def main(argv=None):
             r = row[mode]
             ratios = ""
             if mode == "cilium_day2":
-                ratios = f"{r['cpu'] / row['stock']['cpu']:>9.3f}{r['cpu'] / row['floor']['cpu']:>10.2f}"
+                ratios = "".join(f"{row[key]['median']:>7.3f} ({row[key]['min']:.2f}-{row[key]['max']:.2f})"
+                                 for key in ("ratio_stock", "ratio_floor"))
             series = f"{r['series']:>8}" if mode != "floor" else f"{'-':>8}"
-            print(f"{row['payload']:<22}{row['lines']:>8}{row['mb']:>7.2f} | {mode:<11}{r['cpu']:>8.3f}{r['wall']:>8.3f}"
-                  f"{r['peak_mb']:>9.1f}{series}{1e6 * r['cpu'] / row['lines']:>9.2f} | {ratios}")
-    print("\nratios: cpu/stock = CiliumDay2Check CPU / stock OpenMetricsBaseCheckV2 CPU (targets: <= 0.12 for consistent"
-          " label sets, never above 1.0 for any shape); cpu/floor = CiliumDay2Check CPU / fetch-and-split CPU (target <= 3).")
+            print(f"{row['payload']:<24}{row['lines']:>8}{row['mb']:>7.2f} | {mode:<11}{r['cpu']:>8.3f}{r['peak_mb']:>9.1f}"
+                  f"{series}{1e6 * r['cpu'] / row['lines']:>9.2f} | {ratios}")
+    print("\nratios: median over the paired rounds of CiliumDay2Check CPU / stock OpenMetricsBaseCheckV2 CPU (targets:"
+          " <= 0.12 for consistent label sets, never above 1.0 for any shape) and of CiliumDay2Check CPU /"
+          " fetch-and-split CPU (target <= 3); in brackets, the lowest and highest round.")
     return 0
 
 
