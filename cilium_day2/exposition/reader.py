@@ -4,14 +4,17 @@ Most of a Cilium scrape is families the check does not submit, and on a busy nod
 bytes are Hubble context series that are summed away. A line-by-line parser spends its time on
 exactly those lines. This reader instead:
 
-* skips a whole unmapped family block with one `str.find` for the next comment line;
-* reduces a Hubble block with one regular expression per block, built from the block's first line:
-  Prometheus client libraries give every series of a family the same label names in the same
-  order, so the values of the bounded labels sit at fixed positions and one `findall` over the
-  block (in C) returns just them and the sample value. A block that does not fit (escaped quotes,
-  timestamps, a different label set) is read line by line instead, with the same result;
-* parses each kept line of the other families once, validating it, dropping exact duplicates and
-  counting malformed lines instead of failing the endpoint.
+* skips a whole unmapped family block with one scan for the next comment line;
+* reads the other blocks in bulk, one regular expression per label set (a "shape"), learnt from
+  the block's first lines: Prometheus client libraries give every series of a family the same
+  label names in the same order, so one `findall` (in C) returns the wanted label values and the
+  sample value of every line. A histogram's buckets, `_sum` and `_count` are three shapes read
+  the same way. The rows must add up to the lines of the block, or it is read shape by shape,
+  and the lines of no shape (escaped quotes, a malformed line) one by one, with the same result
+  as reading every line on its own (tests/test_reader_shapes.py);
+* sums a Hubble block by the values of its bounded labels as it reads it, and hands a kept
+  family's rows to the caller a block at a time, dropping exact duplicates and counting
+  malformed lines instead of failing the endpoint.
 
 Input rules, the same for the check and `doctor` (docs/limits.md):
 
@@ -63,10 +66,6 @@ def _compile(source):
             _COMPILED.clear()
         compiled = _COMPILED[source] = re.compile(source, re.M)
     return compiled
-
-
-def _label_part(parts):
-    return r"\{" + ",".join(parts) + r",?\}" if parts else r"(?:\{\})?"
 
 
 def _next_comment(text, pos, n):
