@@ -184,3 +184,22 @@ def test_an_odd_line_costs_one_line_not_its_block(shape, odd_lines):
     CountingLines.line_calls = 0
     read(CountingLines, SHAPES[shape] + AGENT)
     assert CountingLines.line_calls <= odd_lines + agent_line_calls
+
+
+@pytest.mark.parametrize("before", ["consistent", "many label sets", "openmetrics exemplars", "escaped quotes"])
+def test_shapes_remembered_from_the_last_read_never_change_what_is_read(before):
+    # A reader tries first the shapes each family had in its last read; whatever they were, the
+    # next read still reads what the line path reads.
+    reader = ExpositionReader(PLANS, lambda *args: None, on_rows=lambda *args: None)
+    reader.read([SHAPES[before] + AGENT])
+    assert reader.remembered
+    for shape in sorted(SHAPES):
+        body = SHAPES[shape] + AGENT if shape != "agent families" else AGENT
+        expected, _ = read(LineByLine, body)
+        samples = []
+        reader.on_sample = lambda plan, name, pairs, value: samples.append((name, tuple(sorted(pairs)), value))
+        reader.on_rows = lambda plan, name, names, rows: samples.extend(
+            (name, tuple(sorted(zip(names, (row,) if isinstance(row, str) else row[:-1]))),
+             float(row if isinstance(row, str) else row[-1])) for row in rows)
+        reader.read([body])
+        assert sorted(samples) == expected, (before, shape)

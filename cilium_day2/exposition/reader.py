@@ -167,6 +167,14 @@ class Shape:
     def key(self):
         return self._sources[0]
 
+    def fresh(self):
+        """The same shape for a new block: its regexes, none of the last block's counts."""
+        shape = Shape.__new__(Shape)
+        shape.sample_name, shape.names, shape._sources, shape._compiled = (
+            self.sample_name, self.names, self._sources, self._compiled)
+        shape.rows, shape.interleaved = 0, False
+        return shape
+
 
 class ReadStats:
     __slots__ = ("lines", "kept", "malformed", "duplicates", "first_malformed", "reduced_in", "recognised",
@@ -201,6 +209,9 @@ class ExpositionReader:
                 self.lookup[name] = plan
         self.on_sample = on_sample
         self.extra_match = extra_match
+        # The shapes each family's block had in the last read, which the next read tries first:
+        # the label sets of an endpoint rarely change from one scrape to the next.
+        self.remembered = {}
         self._reset()
 
     def _reset(self):
@@ -248,8 +259,16 @@ class ExpositionReader:
                 carry, discarding = "", True
         if carry and not self.eof:
             self._process(carry + "\n", len(carry) + 1)
+        self._remember()
         self._flush_reduced()
         return self.stats
+
+    def _remember(self):
+        """Keep the shapes that read lines in the block just ended, most rows first."""
+        if self.block and self.plan is not None:
+            shapes = [shape for shape in self.block if shape.rows]
+            if shapes:
+                self.remembered[self.plan] = sorted(shapes, key=lambda s: -s.rows)
 
     def _too_long(self, text):
         stats = self.stats
@@ -309,6 +328,9 @@ class ExpositionReader:
         name = parts[2]
         self.stats.families.add(name)
         plan = self.lookup.get(name)
+        if plan is not self.plan:
+            self._remember()
+            self.block = None
         if self.plan is not None and plan is not self.plan and self.mode == REDUCE:
             self.ended.add(self.plan)
         if plan is not None and plan in self.ended:
@@ -396,7 +418,7 @@ class ExpositionReader:
         """
         shapes = self.block
         if shapes is None:
-            shapes = self.block = []
+            shapes = self.block = [shape.fresh() for shape in self.remembered.get(self.plan, ())]
         if self.fast and text.find("\\", pos, end) == -1:
             whole, _ = self._match_whole(text, pos, end, count, allowed, shapes, fast=True)
             if whole is not None:
