@@ -1,6 +1,7 @@
 """The per-endpoint scraper: filtered parsing, one service check per component, clear failures."""
 
 import re
+from operator import add
 
 from prometheus_client.parser import text_fd_to_metric_families as parse_prometheus
 from requests.exceptions import HTTPError
@@ -158,13 +159,15 @@ class CiliumScraper(OpenMetricsScraper):
         static = list(self.tags)
         whole = len(keep) == len(label_names)
         for row in rows:
-            value = self._row_value(name, row)
-            if value is None or value != value or value in (INF, -INF):
+            try:
+                value = float(row[-1])
+            except ValueError:
+                self._malformed_value(name, row[-1])
                 continue
-            if whole:
-                tags = [p + v for p, v in zip(prefixes, row)]
-            else:
-                tags = [p + row[i] for p, i in zip(prefixes, keep)]
+            if value - value != 0.0:
+                continue  # NaN or an infinity
+            # `map` stops at the shorter: the prefixes, one per label, not the value.
+            tags = list(map(add, prefixes, row)) if whole else [p + row[i] for p, i in zip(prefixes, keep)]
             tags += static
             emit(value, tags)
 
@@ -196,15 +199,11 @@ class CiliumScraper(OpenMetricsScraper):
         submit, check_id = direct.submit_metric, check.check_id
         return lambda value, tags: submit(check, check_id, mtype, name, value, tags, "", flush)
 
-    def _row_value(self, name, row):
-        try:
-            return float(row[-1])
-        except ValueError:
-            stats = self.reader.stats
-            stats.malformed += 1
-            if stats.first_malformed is None:
-                stats.first_malformed = (None, f"{name} value {row[-1][:40]!r}")
-            return None
+    def _malformed_value(self, name, text):
+        stats = self.reader.stats
+        stats.malformed += 1
+        if stats.first_malformed is None:
+            stats.first_malformed = (None, f"{name} value {text[:40]!r}")
 
     def _add_bucket_rows(self, dd_name, label_names, rows):
         """The `_bucket` rows of a block, gathered per label set as `_add_bucket` does per line."""
@@ -212,17 +211,24 @@ class CiliumScraper(OpenMetricsScraper):
             return
         at = label_names.index("le")
         rest_names = label_names[:at] + label_names[at + 1 :]
+        le_last = at == len(label_names) - 1  # as client_golang writes it
         buckets = self._buckets
+        targets = {}  # label values -> that series' bucket list, found once per series
         for row in rows:
-            value = self._row_value(dd_name, row)
-            if value is None:
+            try:
+                value = float(row[-1])
+            except ValueError:
+                self._malformed_value(dd_name, row[-1])
                 continue
             try:
                 bound = float(row[at])
             except ValueError:
                 continue
-            rest = tuple(zip(rest_names, row[:at] + row[at + 1 : -1]))
-            buckets.setdefault((dd_name, rest), []).append((bound, value))
+            key = row[:at] if le_last else row[:at] + row[at + 1 : -1]
+            target = targets.get(key)
+            if target is None:
+                target = targets[key] = buckets.setdefault((dd_name, tuple(zip(rest_names, key))), [])
+            target.append((bound, value))
 
     def _add_bucket(self, dd_name, pairs, value):
         upper = None
