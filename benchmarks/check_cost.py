@@ -270,11 +270,49 @@ def measure(urls, rounds):
     return row
 
 
+SHAPE_NAMES = {
+    "hubble 50k mixed": "one series in 50 without the context labels, the first among them",
+    "hubble 50k escaped": "one label value in 50 with escaped quotes",
+    "hubble 50k timestamps": "a timestamp on every sample",
+    "hubble 50k openmetrics": "OpenMetrics: exemplars on a third of the samples, `_created` lines, `# EOF`",
+}
+
+
+def markdown(results):
+    """The two tables of docs/performance.md: payload sizes, then Hubble shapes."""
+    head = ("| {} | lines | MB | cilium_day2 CPU s | stock CPU s | floor CPU s | cilium_day2 / stock (rounds) "
+            "| cilium_day2 / floor | peak MB (ours / stock) | series (ours / stock) |\n|---|" + "---:|" * 9)
+    sizes = [head.format("payload")]
+    shapes = [head.format("Hubble body")]
+    for row in results:
+        label = row["payload"]
+        if label in SHAPE_NAMES:
+            table, label = shapes, SHAPE_NAMES[label]
+        else:
+            table = sizes
+            label = label.replace("hubble", "Hubble").replace("operator ", "operator, ").replace("5000", "5,000")
+        if label == "agent + Hubble 50k":
+            label = f"**{label}**"
+        ours, stock, floor = row["cilium_day2"], row["stock"], row["floor"]
+        ratio = row["ratio_stock"]
+        table.append(
+            f"| {label} | {row['lines']:,} | {row['mb']:.1f} | {ours['cpu']:.3f} | {stock['cpu']:.3f} | {floor['cpu']:.3f} "
+            f"| {ratio['median']:.3f} ({ratio['min']:.2f}-{ratio['max']:.2f}) | {row['ratio_floor']['median']:.1f} "
+            f"| {ours['peak_mb']:.1f} / {stock['peak_mb']:.1f} | {ours['series']:,} / {stock['series']:,} |"
+        )
+    rows = len(next(iter(results))["cilium_day2"]["cpu_runs"]) if results else 0
+    note = f"\n\n{rows} paired rounds per payload; ratios are the median round, with the lowest and highest in brackets.\n"
+    return "\n".join(sizes) + ("\n\nOther Hubble shapes, with the agent (same run):\n\n" + "\n".join(shapes)
+                                if len(shapes) > 1 else "") + note
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer sizes, one measured run each")
-    parser.add_argument("--runs", type=int, default=3, help="measured runs per cell (default 3)")
+    parser.add_argument("--quick", action="store_true", help=f"fewer sizes, {QUICK_ROUNDS} rounds each")
+    parser.add_argument("--runs", type=int, default=5, help="paired rounds per payload (default 5)")
     parser.add_argument("--json", action="store_true", help="print results as JSON instead of a table")
+    parser.add_argument("--markdown", action="store_true", help="print the tables of docs/performance.md")
+    parser.add_argument("--from-json", metavar="FILE", help="print a saved --json run instead of measuring")
     parser.add_argument("--only", metavar="TEXT", help="only the payloads whose name contains TEXT (e.g. 'operator')")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
@@ -296,6 +334,12 @@ def main(argv=None):
         if not sizes:
             parser.error(f"--only {args.only!r} matches no payload; names: {', '.join(s[0] for s in FULL_SIZES)}")
     rounds = QUICK_ROUNDS if args.quick else args.runs
+    if args.from_json:
+        try:
+            results = json.loads(Path(args.from_json).read_text())
+        except (OSError, ValueError) as error:
+            parser.error(f"--from-json {args.from_json}: {error}")
+        return report(results, args)
     results = []
     print(f"# cilium_day2 check cost: python {sys.version.split()[0]}, {os.cpu_count()} cores, {rounds} paired rounds "
           "per payload", file=sys.stderr)
@@ -311,9 +355,16 @@ def main(argv=None):
         row.update(measure(urls, rounds))
         httpd.shutdown()
         results.append(row)
+    return report(results, args)
 
+
+def report(results, args):
     if args.json:
         print(json.dumps(results, indent=2))
+        return 0
+
+    if args.markdown:
+        print(markdown(results))
         return 0
 
     header = (f"{'payload':<24}{'lines':>8}{'MB':>7} | {'check':<11}{'cpu s':>8}{'peak MB':>9}{'series':>8}{'us/line':>9}"
