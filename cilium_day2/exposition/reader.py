@@ -354,16 +354,13 @@ class ExpositionReader:
 
     def _reduce_block(self, text, pos, end, count):
         """Sum a run of lines of a reduced family, by the values of its bounded labels."""
-        allowed = self.plan.reduce
-        shapes, odd = self._match_block(text, pos, end, count, allowed)
         try:
-            totals = [(sample_name, names, len(rows), _sums_by_key(names, rows)) for sample_name, names, rows in shapes]
+            totals, odd = self._sum_block(text, pos, end, count)
         except ValueError:
             # The fast patterns took a value that is not a number: read the run again with the
             # careful ones, which leave such a line to the line path (counted as malformed).
             self.fast = False
-            shapes, odd = self._match_block(text, pos, end, count, allowed)
-            totals = [(sample_name, names, len(rows), _sums_by_key(names, rows)) for sample_name, names, rows in shapes]
+            totals, odd = self._sum_block(text, pos, end, count)
         stats = self.stats
         for sample_name, names, count, totals_by_key in totals:
             stats.kept += count
@@ -375,6 +372,11 @@ class ExpositionReader:
                 sums[key] = get(key, 0.0) + value
         for start, stop in odd:
             self._lines(text, start, stop)
+
+    def _sum_block(self, text, pos, end, count):
+        """([(sample name, label names, rows read, {key: sum})], odd line ranges) for a run."""
+        shapes, odd = self._match_block(text, pos, end, count, self.plan.reduce)
+        return [(sample_name, names, len(rows), _sums_by_key(names, rows)) for sample_name, names, rows in shapes], odd
 
     def _keep_block(self, text, pos, end, count):
         """Hand a run of lines of a kept gauge or counter family to `on_rows` in one piece."""
