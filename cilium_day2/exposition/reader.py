@@ -460,7 +460,8 @@ class ExpositionReader:
         A histogram's series come as buckets, then `_sum`, then `_count`, series after series:
         three shapes, always interleaved. Each shape's pattern names its sample name and every
         label, so a line fits at most one of them, and when the rows found add up to the lines
-        of the run, every line was read. The shapes come from the run's first lines.
+        of the run, every line was read. The shapes are the family's from the last read, or
+        else learnt from the run's first lines.
 
         With `fast`, the shapes' fast patterns are used (the caller has checked that the run has
         no backslash). Their label values may run over a line end, yet rows adding up to the
