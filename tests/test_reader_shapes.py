@@ -129,6 +129,9 @@ SHAPES = {
     # Escaped backslashes and line ends in a bounded label: its value must be unescaped.
     "escaped backslash in a bounded label": hubble_body(
         [flows(i) if i % 30 else flows(i).replace('subtype="', 'subtype="a\\\\b\\n') for i in range(600)]),
+    # Backslashes on the first line, in runs of lines, next to each other and on the last line.
+    "backslashes at the edges": hubble_body(
+        [flows(i, escaped=i == 0 or 100 <= i < 104 or i == 599 or i % 97 == 0) for i in range(600)]),
     # A quote left open: a label value that would run on into the next line.
     "a quote left open": hubble_body(
         [flows(i) if i % 40 != 7 else flows(i).split('",protocol=')[0] + "\n" for i in range(600)]),
@@ -175,6 +178,7 @@ class CountingLines(ExpositionReader):
 
 @pytest.mark.parametrize("shape, odd_lines", [
     ("consistent", 0), ("mixed label sets", 0), ("odd first line", 0), ("escaped quotes", 24),
+    ("backslashes at the edges", 12),
     ("some timestamps", 0), ("openmetrics exemplars", 0),
 ])
 def test_an_odd_line_costs_one_line_not_its_block(shape, odd_lines):

@@ -418,10 +418,36 @@ class ExpositionReader:
         family the same label names, so the common case is one shape and no odd line; a family
         that mixes label sets costs one more pass per shape, and an odd line costs one line.
         """
+        if self.block is None:
+            self.block = [shape.fresh() for shape in self.remembered.get(self.plan, ())]
+        escape = text.find("\\", pos, end)
+        if escape == -1:
+            return self._match_plain(text, pos, end, count, allowed, fast=self.fast)
+        # A line with a backslash in it fits no shape (the careful patterns exclude escapes):
+        # it goes to the line path, and the runs between such lines are read as usual.
+        found, odd = [], []
+        start = pos
+        while escape != -1:
+            line_start = text.rfind("\n", start, escape) + 1 or start
+            line_end = text.find("\n", escape, end) + 1 or end
+            if line_start > start:
+                rows, more = self._match_plain(text, start, line_start, text.count("\n", start, line_start), allowed,
+                                               fast=self.fast)
+                found += rows
+                odd += more
+            odd.append((line_start, line_end))
+            start = line_end
+            escape = text.find("\\", start, end)
+        if start < end:
+            rows, more = self._match_plain(text, start, end, text.count("\n", start, end), allowed, fast=self.fast)
+            found += rows
+            odd += more
+        return found, odd
+
+    def _match_plain(self, text, pos, end, count, allowed, fast):
+        """`_match_block` for a run with no backslash in it."""
         shapes = self.block
-        if shapes is None:
-            shapes = self.block = [shape.fresh() for shape in self.remembered.get(self.plan, ())]
-        if self.fast and text.find("\\", pos, end) == -1:
+        if fast:
             whole, _ = self._match_whole(text, pos, end, count, allowed, shapes, fast=True)
             if whole is not None:
                 return whole, []
