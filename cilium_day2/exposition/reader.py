@@ -411,8 +411,9 @@ class ExpositionReader:
     def _match_block(self, text, pos, end, count, allowed):
         """Split a run of sample lines of one family into shapes read in bulk and odd lines.
 
-        Returns ([(sample name, captured label names, rows)], [(start, stop)]): each shape's rows
-        come from one `findall` (or `finditer`, when lines of other shapes sit between them);
+        Returns ([(sample name, captured label names, rows)], [(start, stop)]): each entry's rows
+        come from one `findall` (or `finditer`, when lines of other shapes sit between them), and
+        a shape has one entry per stretch between lines with a backslash, which fit no shape;
         the odd ranges hold the lines no shape fits (escaped characters, a label set beyond
         `MAX_SHAPES`, a malformed line), to be read line by line. Exporters give all series of a
         family the same label names, so the common case is one shape and no odd line; a family
