@@ -207,3 +207,25 @@ def test_shapes_remembered_from_the_last_read_never_change_what_is_read(before):
              float(row if isinstance(row, str) else row[-1])) for row in rows)
         reader.read([body])
         assert sorted(samples) == expected, (before, shape)
+
+
+def test_a_family_exposed_twice_keeps_its_first_values_wherever_the_chunks_end():
+    # Two scrapes pasted into one file: the second block of an unlabelled histogram repeats every
+    # series. Its `_sum` and `_count` have no labels (read line by line); its buckets are read in
+    # bulk when a chunk ends before them. Either way a series seen once is a repeat the second
+    # time, as reading line by line says.
+    def block(scale):
+        lines = ["# TYPE cilium_kvstore_operations_duration_seconds histogram\n"]
+        for n, le in enumerate(["0.005", "0.025", "0.1", "1", "+Inf"], 1):
+            lines.append(f'cilium_kvstore_operations_duration_seconds_bucket{{le="{le}"}} {n * scale}\n')
+        lines.append(f"cilium_kvstore_operations_duration_seconds_sum {0.5 * scale}\n")
+        lines.append(f"cilium_kvstore_operations_duration_seconds_count {5 * scale}\n")
+        return "".join(lines)
+
+    body = block(1) + AGENT.split("# TYPE cilium_kvstore")[0] + block(100)
+    expected, expected_stats = read(LineByLine, body)
+    assert expected_stats.duplicates >= 7
+    for cut in range(1, len(body)):
+        got, stats = read(ExpositionReader, body, [cut, len(body)])
+        assert got == expected, cut
+        assert stats.duplicates == expected_stats.duplicates, cut

@@ -40,3 +40,42 @@ def test_quoted_lost_events_with_repeated_series(shared_fixtures, metrics_server
     ring = [s for s in aggregator.metrics("cilium_day2.hubble.lost_events.count")
             if "cilium_source:hubble_ring_buffer" in s.tags]
     assert [s.value for s in ring] == [668157]
+
+
+def test_block_path_reads_captures_as_the_line_path_does(shared_fixtures):
+    # Real expositions, whole and cut into chunks at odd places: the bulk reader's result is
+    # exactly the line-by-line reading of the same text.
+    from cilium_day2.exposition.reader import ExpositionReader, FamilyPlan
+
+    class LineByLine(ExpositionReader):
+        def _match_block(self, text, pos, end, count, allowed):
+            return [], [(pos, end)]
+
+    def read(reader_class, plans, chunks):
+        samples = []
+
+        def on_rows(plan, name, names, rows):
+            for row in rows:
+                row = (row,) if isinstance(row, str) else row
+                samples.append((name, tuple(sorted(zip(names, row[:-1]))), row[-1]))
+
+        reader = reader_class(plans, lambda plan, name, pairs, value: samples.append(
+            (name, tuple(sorted(pairs)), repr(value))), on_rows=on_rows)
+        reader.read(chunks)
+        return sorted((name, pairs, repr(float(value)) if isinstance(value, str) else value)
+                      for name, pairs, value in samples), reader.stats
+
+    for component, files in CAPTURES.items():
+        reduce = metrics.HUBBLE_BOUNDED_LABELS if component == "hubble" else {}
+        plans = [FamilyPlan(family, metrics.metric_type(family), reduce.get(family))
+                 for family in metrics.COMPONENT_MAPS[component]]
+        for name in files:
+            text = (shared_fixtures / name).read_text()
+            expected, expected_stats = read(LineByLine, plans, [text])
+            assert expected, name
+            for size in (len(text), 4096, 977):
+                chunks = [text[i:i + size] for i in range(0, len(text), size)]
+                got, stats = read(ExpositionReader, plans, chunks)
+                assert got == expected, (name, size)
+                assert (stats.kept, stats.malformed, stats.duplicates) == (
+                    expected_stats.kept, expected_stats.malformed, expected_stats.duplicates), (name, size)

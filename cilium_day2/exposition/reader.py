@@ -666,6 +666,20 @@ class ExpositionReader:
             return
         stats.recognised += 1
         labels = match.group(2) or ""
+        if plan.reduce is None:
+            # The series a kept family's block rows were read as, so that a series repeated
+            # once on this path and once in bulk (a family exposed twice) is still a repeat.
+            pairs = parse_labels(labels)
+            seen = self.seen_rows.setdefault((plan, name, tuple(k for k, _ in pairs)), set())
+            values = tuple(v for _, v in pairs)
+            if values in seen:
+                stats.duplicates += 1
+                return
+            seen.add(values)
+            stats.kept += 1
+            stats.families.add(name)
+            self.on_sample(plan, name, pairs, value)
+            return
         key = name + "{" + labels
         if key in self.seen:
             stats.duplicates += 1
@@ -673,9 +687,6 @@ class ExpositionReader:
         self.seen.add(key)
         stats.kept += 1
         stats.families.add(name)
-        if plan.reduce is None:
-            self.on_sample(plan, name, parse_labels(labels), value)
-            return
         stats.reduced_in += 1
         kept = tuple(sorted((k, v) for k, v in parse_labels(labels) if k in plan.reduce))
         sum_key = (plan, name, kept)
