@@ -24,7 +24,8 @@ Input rules, the same for the check and `doctor` (docs/limits.md):
 * OpenMetrics is understood: an exemplar after ` # ` and a float timestamp are ignored, `# EOF`
   ends the exposition, `_created` series are not samples of the family;
 * a repeated series keeps its first value. For a summed (reduced) family, whose series are not
-  remembered one by one, a second block of the same family is dropped whole.
+  remembered one by one, a second block of the same family is dropped whole, and so is any
+  line of it after its block; a series repeated inside its one block is added twice.
 
 Chunks are fed as they arrive from the network, so memory stays bounded by the chunk size plus
 the kept series. The reader calls `on_sample(plan, sample_name, label_pairs, value)`; what to do
@@ -227,6 +228,10 @@ class ExpositionReader:
         self.positional = {}  # (plan, sample name, kept label names) -> {values: sum}
         self.loose_sums = {}  # (plan, sample name, ((label, value), ...)) -> sum
         self.ended = set()  # reduced plans whose block is over: a repeat of them is dropped
+        # Reduced plans with series read one by one outside their block (no comment before them,
+        # or inside another family's block): their block must be read one by one too, to drop
+        # the repeats of those series.
+        self.loose_reduced = set()
         self.eof = False
 
     # -- input --------------------------------------------------------------------------------
@@ -308,7 +313,10 @@ class ExpositionReader:
                 count = text.count("\n", pos, end)
                 lines += count
                 if self.mode == REDUCE:
-                    self._reduce_block(text, pos, end, count)
+                    if self.plan in self.loose_reduced:
+                        self._lines(text, pos, end)
+                    else:
+                        self._reduce_block(text, pos, end, count)
                 else:
                     self._keep_block(text, pos, end, count)
                 pos = end
@@ -464,8 +472,11 @@ class ExpositionReader:
                 start, stop = remaining[0]
                 line_end = text.find("\n", start, stop)
                 shape = self._block_pattern(text[start : stop if line_end == -1 else line_end], allowed)
-                if shape is None or any(known.key == shape.key for known in shapes):
-                    break  # not a sample line, or one of a known shape that its pattern cannot read
+                if (shape is None or self.lookup.get(shape.sample_name) is not self.plan
+                        or any(known.key == shape.key for known in shapes)):
+                    # Not a sample line of this family (a line of another family is the line
+                    # path's to place), or one of a known shape that its pattern cannot read.
+                    break
                 shapes.append(shape)
             shape = shapes[index]
             rows, remaining = self._apply_shape(text, remaining, shape, first if index == 0 else None)
@@ -571,7 +582,7 @@ class ExpositionReader:
             # OpenMetrics interleaves `<name>_created` lines with a counter's samples.
             if shape.sample_name.endswith("_total"):
                 created = shape.sample_name[: -len("_total")] + "_created"
-                extra = text.count("\n" + created, max(start - 1, 0), stop) + text.startswith(created, start)
+                extra = text.count("\n" + created, start, stop) + text.startswith(created, start)
                 if extra and len(matched) == count - extra:
                     rows.extend(matched)
                     continue
@@ -681,10 +692,14 @@ class ExpositionReader:
             self.on_sample(plan, name, pairs, value)
             return
         key = name + "{" + labels
-        if key in self.seen:
+        if key in self.seen or plan in self.ended:
+            # A repeat; after its block, a summed family's series are no longer known one by
+            # one, so any line of it is taken for a repeat, as its second block would be.
             stats.duplicates += 1
             return
         self.seen.add(key)
+        if plan is not self.plan:
+            self.loose_reduced.add(plan)
         stats.kept += 1
         stats.families.add(name)
         stats.reduced_in += 1
