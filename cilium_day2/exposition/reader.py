@@ -223,7 +223,9 @@ class ExpositionReader:
         self.plan = None
         self.block = None  # the Shapes of the current family block
         self.fast = True  # the current block may be read with the Shapes' fast patterns
-        self.seen = set()
+        self.seen = set()  # summed families' series read one by one, as `name{labels` text
+        # Kept families' series, read in bulk or one by one: (plan, sample name, label names)
+        # -> {label values}, so that a repeat is one whichever path read either copy.
         self.seen_rows = {}
         self.positional = {}  # (plan, sample name, kept label names) -> {values: sum}
         self.loose_sums = {}  # (plan, sample name, ((label, value), ...)) -> sum
