@@ -36,22 +36,73 @@ def test_maps_do_not_overlap_and_types_are_declared_for_mapped_families():
     assert not metrics.GAUGES & metrics.HISTOGRAMS
 
 
+def _metadata_rows():
+    with open(ROOT / "metadata.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# metadata.csv knows the in-app types count, gauge and rate (ddev's metadata validator accepts
+# nothing else). A distribution is listed under its bare name as `gauge`, as integrations-core does
+# for the distributions its OpenMetrics checks make from histogram buckets (vllm's
+# `vllm.e2e_request_latency.seconds`, next to its `.bucket`, `.count` and `.sum` rows).
+METADATA_TYPE = {"gauge": "gauge", "count": "count", "distribution": "gauge"}
+
+
 def test_metadata_csv_lists_exactly_what_the_check_can_submit():
-    rows = list(csv.DictReader((ROOT / "metadata.csv").open()))
+    rows = _metadata_rows()
     in_csv = {row["metric_name"]: row["metric_type"] for row in rows}
     expected = {}
     for families in metrics.COMPONENT_MAPS.values():
         for family, dd_name in families.items():
             expected.update(metrics.submitted_names(family, dd_name))
-    # ddev's metadata validator knows no `distribution` type: distributions are named in the
-    # description of their histogram's `.count` row instead.
-    distributions = {name for name, kind in expected.items() if kind == "distribution"}
-    assert in_csv == {name: kind for name, kind in expected.items() if name not in distributions}
-    descriptions = " ".join(row["description"] for row in rows)
-    for name in distributions:
-        assert f"distribution {name}," in descriptions, name
+    assert in_csv == {name: METADATA_TYPE[kind] for name, kind in expected.items()}
     for row in rows:
         assert row["description"].strip(), row["metric_name"]
+    # A distribution's row says it is one (percentiles, not an average) and has a unit.
+    for name in (n for n, kind in expected.items() if kind == "distribution"):
+        (row,) = [r for r in rows if r["metric_name"] == name]
+        assert "distribution" in row["description"] and row["unit_name"], name
+
+
+def _queried_metrics():
+    """Metric names the monitors and the dashboard query (service checks are not metrics)."""
+    pattern = re.compile(r"(cilium_day2\.[a-z0-9_.]+?)\{")
+    names = set()
+    for path in [*(ROOT / "assets" / "monitors").glob("*.json"), *(ROOT / "assets" / "dashboards").glob("*.json")]:
+        names |= set(pattern.findall(path.read_text()))
+    return names
+
+
+def test_metadata_agrees_with_what_the_check_submits_and_the_assets_query(metrics_server, aggregator, dd_run_check):
+    from datadog_checks.dev.utils import get_metadata_metrics
+
+    from .common import AGENT_FIXTURES, HUBBLE_FIXTURES, OPERATOR_FIXTURES, make_check
+
+    option = {"agent": "agent_endpoint", "operator": "operator_endpoint", "hubble": "hubble_endpoint"}
+    fixtures = [("agent", f) for f in AGENT_FIXTURES] + [("operator", f) for f in OPERATOR_FIXTURES]
+    fixtures += [("hubble", f) for f in HUBBLE_FIXTURES]
+    for i, (component, name) in enumerate(fixtures):
+        url = metrics_server.serve_fixture(f"/{i}/metrics", name)
+        dd_run_check(make_check({option[component]: url}))
+
+    metadata = get_metadata_metrics()
+    # Every metric submitted is in metadata.csv with its type (integrations-core's own assertion).
+    aggregator.assert_metrics_using_metadata(metadata, check_submission_type=True)
+    # Histogram buckets become distributions: each under its bare name, listed as one.
+    distributions = {name for name, stubs in aggregator._histogram_buckets.items() if stubs}
+    assert distributions
+    for name in distributions:
+        assert metadata.get(name, {}).get("metric_type") == "gauge", name
+        assert "distribution" in metadata[name]["description"], name
+    submitted = {name for name, stubs in aggregator._metrics.items() if stubs} | distributions
+
+    queried = _queried_metrics()
+    assert queried
+    assert not queried - set(metadata), sorted(queried - set(metadata))
+    assert not queried - submitted, f"queried but never submitted on the fixtures: {sorted(queried - submitted)}"
+    # The p99 monitors query distributions, and those are submitted as distributions.
+    p99 = {m for m in queried if m in distributions}
+    assert p99 >= {"cilium_day2.kvstore.operations_duration.seconds", "cilium_day2.policy.implementation_delay"}
 
 
 def test_conf_example_documents_every_option_and_is_a_valid_configuration():
