@@ -13,7 +13,7 @@ def safe_url(url):
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        return "<unparseable URL>"
+        return "<unparsable URL>"
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"

@@ -167,7 +167,7 @@ def evaluate_cluster(cluster: ClusterInput) -> List[Finding]:
         func = PREDICATES.get(rule.id)
         if func is None:
             continue
-        # A rule that reads a setting with an unparseable value would judge a default instead.
+        # A rule that reads a setting with an unparsable value would judge a default instead.
         if invalid_fields.intersection(rule.settings):
             continue
         for hit in func(cluster.config, Ctx(rule.params, cluster)):

@@ -268,14 +268,14 @@ class Simulation:
         """`scrape_configs` entries (one job per component) with static targets and labels."""
         configs = []
         for component in (AGENT, OPERATOR, HUBBLE):
-            statics = [
+            static_targets = [
                 {"targets": [t.address], "labels": t.labels(cluster_label, node_label)}
                 for t in self.targets
                 if t.component == component
             ]
-            if not statics:
+            if not static_targets:
                 continue
-            job = {"job_name": JOBS[component], "scrape_interval": interval, "static_configs": statics}
+            job = {"job_name": JOBS[component], "scrape_interval": interval, "static_configs": static_targets}
             if timeout:
                 job["scrape_timeout"] = timeout
             configs.append(job)
