@@ -152,3 +152,31 @@ def test_manifest_points_at_files_that_exist():
     assert result.returncode == 0, result.stderr
     listed = {Path(p).name for p in manifest["assets"]["monitors"].values()}
     assert listed == {p.name for p in (ROOT / "assets" / "monitors").glob("*.json")}
+
+
+def test_one_minimum_agent_version_everywhere():
+    """The check's refusal message, the package's base requirement, service_checks.json, the README
+    section the manifest's tile points at, and docs/datadog.md all name the same minimum."""
+    import tomllib
+
+    from datadog_checks.cilium_day2.check import MINIMUM_AGENT, MINIMUM_BASE
+
+    def release(version):
+        return tuple(int(p) for p in version.split(".")) + (0,) * (3 - len(version.split(".")))
+
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        assert tomllib.load(f)["project"]["dependencies"] == [f"datadog-checks-base>={MINIMUM_BASE}"]
+    checks = json.loads((ROOT / "assets" / "service_checks.json").read_text())
+    assert {release(c["agent_version"]) for c in checks} == {release(MINIMUM_AGENT)}
+
+    manifest = json.loads((ROOT / "manifest.json").read_text())
+    page, _, anchor = manifest["tile"]["configuration"].partition("#")
+    readme = (ROOT / page).read_text()
+    setup = readme.split(f"## {anchor}\n", 1)[1].split("\n## ", 1)[0]
+    assert f"Agent {MINIMUM_AGENT} or later" in setup
+    datadog_doc = (ROOT / "docs" / "datadog.md").read_text()
+    assert f"Agent {MINIMUM_AGENT}" in datadog_doc and MINIMUM_BASE in datadog_doc
+    # No other Agent version is named as a requirement.
+    for text in (readme, datadog_doc):
+        named = {release(v) for v in re.findall(r"Agent (7\.\d+(?:\.\d+)?)", text)}
+        assert named <= {release(MINIMUM_AGENT)}, named
