@@ -180,3 +180,12 @@ def test_one_minimum_agent_version_everywhere():
     for text in (readme, datadog_doc):
         named = {release(v) for v in re.findall(r"Agent (7\.\d+(?:\.\d+)?)", text)}
         assert named <= {release(MINIMUM_AGENT)}, named
+
+
+def test_the_two_distributions_have_one_version():
+    # The integration wheel carries modules of `cilium_day2`; the tools wheel carries the same ones.
+    # One version for both keeps the two copies identical when both are installed side by side.
+    from cilium_day2 import __version__ as tools_version
+    from datadog_checks.cilium_day2 import __version__ as integration_version
+
+    assert tools_version == integration_version
