@@ -12,7 +12,9 @@ the validator package):
   fields that "have no effect" and "may have introduced a false sense security";
 * `All CCNPs and CNPs valid!` when nothing was invalid, even after warnings.
 
-Three log encodings occur between Cilium 1.14 and 1.18: logrus text (`level=info msg="..."
+Warnings from the API server reach the log too (client-go's warning handler, as a klog line or
+relayed by Cilium's logger with `subsys=klog`). Three log encodings occur between Cilium 1.14 and
+1.18: logrus text (`level=info msg="..."
 CiliumNetworkPolicy=ns/name`), slog text (`level=INFO msg="..." type=CiliumNetworkPolicy
 name=ns/name`) and JSON (one object per line, either field set). `kubectl logs --timestamps`
 prefixes are skipped.
@@ -45,6 +47,9 @@ NAME_KEYS = ("ciliumNetworkPolicyName", "ciliumClusterwideNetworkPolicyName")
 ERROR_LEVELS = {"error", "err", "fatal", "panic", "critical"}
 WARNING_LEVELS = {"warning", "warn"}
 _VALID_BUT = re.compile(r"\bvalid\b.*\bbut\b", re.IGNORECASE)
+# klog's header (client-go warnings printed on stderr): `W1204 09:12:03.482911   1 warnings.go:70] text`.
+_KLOG = re.compile(r"^([IWEF])\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [^\]]+\] (.*)$")
+_KLOG_LEVELS = {"I": "info", "W": "warning", "E": "error", "F": "fatal"}
 
 
 @dataclass
@@ -104,6 +109,9 @@ def parse_line(line: str) -> Optional[Entry]:
         if isinstance(data, dict) and "msg" in data and "level" in data:
             fields = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
             return Entry(str(data["level"]).lower(), str(data["msg"]), fields)
+    klog = _KLOG.match(line)
+    if klog:
+        return Entry(_KLOG_LEVELS[klog.group(1)], klog.group(2).strip(), {})
     fields = parse_logfmt(line)
     if "level" in fields and "msg" in fields:
         return Entry(fields["level"].lower(), fields["msg"], fields)
@@ -133,6 +141,28 @@ class PreflightResult:
 
 def _subject(kind, name):
     return f"{kind} {name}" if kind else name
+
+
+def _fold_short_names(invalid, warnings):
+    """The validator names a policy without its namespace (`ciliumNetworkPolicyName=x`), the
+    command with it (`ns/x`): fold the short form, and warnings about an invalid policy, into the
+    namespaced entry so that each policy is reported once."""
+    def full(kind, name):
+        if "/" in name:
+            return (kind, name)
+        matches = [k for k in invalid if "/" in k[1] and k[1].split("/", 1)[1] == name and (not kind or k[0] == kind)]
+        return matches[0] if len(matches) == 1 else (kind, name)
+
+    for key in [k for k in invalid if "/" not in k[1]]:
+        target = full(*key)
+        if target != key:
+            invalid[target] = invalid.pop(key) + invalid[target]
+    for wkey in list(warnings):
+        kind, name, msg = wkey
+        target = full(kind, name) if name else None
+        if target in invalid:
+            invalid[target].append(f"warning: {msg}")
+            del warnings[wkey]
 
 
 def judge(text: str, where: str = "--preflight") -> PreflightResult:
@@ -166,6 +196,7 @@ def judge(text: str, where: str = "--preflight") -> PreflightResult:
                 failures.append(one_line(f"{msg}: {reason}" if reason else msg, 200))
         elif entry.level in WARNING_LEVELS or _VALID_BUT.search(msg):
             warnings[(kind, name, one_line(msg, 200))] = None
+    _fold_short_names(invalid, warnings)
     for (kind, name), reasons in invalid.items():
         result.findings.append(GateFinding(PREFLIGHT, BLOCK, _subject(kind, name),
                                            "invalid: " + "; ".join(dict.fromkeys(reasons))))
@@ -180,13 +211,16 @@ def judge(text: str, where: str = "--preflight") -> PreflightResult:
         what = "empty" if not text.strip() else "not a validate-cnp log (no `level=... msg=...` or JSON log records)"
         result.findings.append(GateFinding(PREFLIGHT, UNEVALUATED, "", f"{where}: {what}; pass the output "
                                            f"of `cilium-dbg preflight validate-cnp`"))
-    elif failures:
+    elif failures and not summary:
         result.findings.append(GateFinding(PREFLIGHT, UNEVALUATED, "", "validate-cnp did not finish: " + failures[0]))
+    elif failures:
+        for msg in dict.fromkeys(failures):
+            result.findings.append(GateFinding(PREFLIGHT, ACTION, "", f"error during the run: {msg}"))
     elif not summary:
         result.findings.append(GateFinding(PREFLIGHT, UNEVALUATED, "", (
             f"no `{ALL_VALID}` summary after {result.valid} validated policies: the log is cut off or "
             f"the validator did not finish; pass its whole output")))
-    elif not warnings:
+    if summary and not warnings and not failures:
         result.findings.append(GateFinding(PREFLIGHT, INFO, "", f"{ALL_VALID} ({result.valid} policies validated)"))
     return result
 
