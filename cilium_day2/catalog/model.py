@@ -159,11 +159,15 @@ REGRESSION_SEVERITIES = ("warning", "critical")
 _REGRESSION_KEYS = {"factor", "floor", "buckets", "severity", "enabled"}
 
 
-def parse_regression(data, unit: str, warning, where) -> Regression:
+def parse_regression(data, unit: str, warning, where, comparison: str = ">") -> Regression:
     """The signal's tolerance: the unit's defaults, with the catalog's keys applied. A signal
-    with no warning threshold (critical only) regresses at critical by default."""
+    with no warning threshold (critical only) regresses at critical by default. Where lower is
+    worse (flows processed, targets up), the value must at least halve: volumes of traffic move
+    with the workload, not with Cilium."""
     base = REGRESSION_DEFAULTS[unit]
     base = dataclasses.replace(base, severity="critical" if warning is None else "warning")
+    if comparison == "<":
+        base = dataclasses.replace(base, factor=max(base.factor, 2.0))
     if data is None:
         return base
     if not isinstance(data, dict):
@@ -224,7 +228,7 @@ class Signal:
         """The signal's regression tolerance (its own, or its unit's defaults)."""
         if self.regression is not None:
             return self.regression
-        return parse_regression(None, self.unit, self.warning, f"signal {self.id}.regression")
+        return parse_regression(None, self.unit, self.warning, f"signal {self.id}.regression", self.comparison)
 
     @property
     def for_(self) -> int:
@@ -361,7 +365,8 @@ def parse_signal(area_id: str, data, where) -> Signal:
     keep_firing_for = parse_duration(data.get("keep_firing_for", 0), f"{where}.keep_firing_for")
     check_hold(where, parse_duration(data["for"], f"{where}.for"), keep_firing_for)
     unit = choice("unit", UNITS)
-    regression = parse_regression(data["regression"], unit, warning, f"{where}.regression") if "regression" in data else None
+    regression = (parse_regression(data["regression"], unit, warning, f"{where}.regression", comparison)
+                  if "regression" in data else None)
     return Signal(
         id=sid,
         title=data["title"].strip(),

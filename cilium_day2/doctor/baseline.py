@@ -35,6 +35,8 @@ MAX_BASELINE_BYTES = 16 * 1024 * 1024
 # Units whose absent value means zero (no event, no failing series) when compared.
 _ZERO_WHEN_ABSENT = ("per_second", "ratio", "count", "bool")
 _PART_NODES = (Rate, Increase, Delta, Changes, Quantile, Value)
+_WINDOW_TOTALS = (Increase, Delta, Changes)
+SAME_SPAN = 0.8  # shorter span / longer span above which two runs count as sampled alike
 
 
 def _finite(value) -> Optional[float]:
@@ -91,12 +93,14 @@ def measure(catalog, findings, snapshots, meta) -> dict:
             "comparison": s.comparison,
             "parts": _parts(s, snapshots, catalog.settings.cloud_apis) if f.status != NO_DATA else [],
         }
+    span = snapshots[-1].timestamp - snapshots[0].timestamp if len(snapshots) > 1 else 0.0
     return {
         "kind": KIND,
         "version": VERSION,
         "written_by": f"cilium-day2 {__version__}",
         "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         **meta,
+        "span_seconds": round(span, 3),
         "signals": signals,
     }
 
@@ -198,7 +202,11 @@ def regression(signal, before, now) -> Optional[str]:
 
 def compare(catalog, baseline: dict, current: dict, where: str) -> List[GateFinding]:
     """Regression findings of `current` (a `measure` document) against `baseline`."""
-    out, compared, absent = [], 0, []
+    out, compared, absent, skipped = [], 0, [], []
+    spans = (_finite(baseline.get("span_seconds")), _finite(current.get("span_seconds")))
+    # Totals over a window shorter than the sampled span are totals over the span: comparable
+    # only between runs that sampled about as long.
+    same_span = None not in spans and max(spans) > 0 and min(spans) / max(spans) >= SAME_SPAN
     for signal in catalog.enabled():
         then = baseline["signals"].get(signal.id)
         cur = current["signals"].get(signal.id)
@@ -206,6 +214,10 @@ def compare(catalog, baseline: dict, current: dict, where: str) -> List[GateFind
             absent.append(signal.id)
             continue
         if cur is None or cur.get("status") == NO_DATA or then.get("status") == NO_DATA:
+            continue
+        if not same_span and any(isinstance(n, _WINDOW_TOTALS) for n in iter_nodes(signal.query.expr)) \
+                and signal.window > min(x or 0.0 for x in spans):
+            skipped.append(signal.id)
             continue
         compared += 1
         why = regression(signal, _finite(then.get("value")), _finite(cur.get("value")))
@@ -216,10 +228,17 @@ def compare(catalog, baseline: dict, current: dict, where: str) -> List[GateFind
     label = baseline.get("cluster") or "?"
     summary = (f"compared {compared} signals with the baseline of cluster {label} ({baseline.get('created', 'undated')}, "
                f"{where}): {len(out)} regressed")
+    if skipped:
+        summary += (f"; {len(skipped)} totals not compared, the runs sampled different spans "
+                    f"({_span(spans[0])} and {_span(spans[1])}; use the same --samples and --interval)")
     if absent:
         summary += f"; {len(absent)} not in the baseline (newer catalog): {', '.join(absent[:5])}" + (" ..." if len(absent) > 5 else "")
     out.append(GateFinding(REGRESSION, INFO, "", summary))
     return out
+
+
+def _span(seconds):
+    return "unknown" if seconds is None else f"{seconds:.0f}s"
 
 
 def _behind(then, cur, unit) -> str:

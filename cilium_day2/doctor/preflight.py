@@ -156,7 +156,7 @@ def _fold_short_names(invalid, warnings):
     for key in [k for k in invalid if "/" not in k[1]]:
         target = full(*key)
         if target != key:
-            invalid[target] = invalid.pop(key) + invalid[target]
+            invalid[target] = invalid[target] + invalid.pop(key)
     for wkey in list(warnings):
         kind, name, msg = wkey
         target = full(kind, name) if name else None
