@@ -222,7 +222,8 @@ def test_degradation_below_thresholds_is_a_regression():
     code_after, after = _measured("quietly-worse")
     assert code_before == 0 and code_after == 0  # doctor alone passes both
     found = {f.subject: f for f in baseline.compare(catalog, before, after, "test") if f.level != "INFO"}
-    assert set(found) == {"datapath_capacity_drops", "policy_implementation_delay_p99"}
+    assert set(found) == {"datapath_capacity_drops", "policy_implementation_delay_p99"}, [
+        (f.subject, f.message) for f in found.values()]
     assert all(f.level == "ACTION" for f in found.values())  # both signals have a warning threshold
     assert "bucket" in found["policy_implementation_delay_p99"].message
     # Compared the other way round, nothing got worse.
