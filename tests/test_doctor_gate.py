@@ -289,3 +289,40 @@ def test_catalog_regression_field_overrides_the_unit_defaults():
     for bad in ({"factor": 0.5}, {"severity": "page"}, {"bucket": 1}, [1]):
         with pytest.raises(CatalogError):
             parse_regression(bad, "seconds", 1.0, "signal x.regression")
+
+
+# --- the in-cluster hook ---------------------------------------------------------------------
+
+K8S = Path(__file__).resolve().parents[1] / "assets" / "kubernetes"
+
+
+def _documents():
+    import yaml
+
+    docs = []
+    for path in sorted(K8S.glob("*.yaml")):
+        docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
+    return docs
+
+
+def test_hook_jobs_run_doctor_with_arguments_it_accepts_and_rbac_it_needs():
+    docs = _documents()
+    jobs = [d for d in docs if d["kind"] == "Job"]
+    assert {j["metadata"]["annotations"]["helm.sh/hook"] for j in jobs} == {"pre-upgrade", "post-upgrade"}
+    parser = cli.build_parser("doctor")
+    for job in jobs:
+        spec = job["spec"]["template"]["spec"]
+        doctor_container = next(c for c in spec["containers"] if c["name"] == "doctor")
+        args = parser.parse_args(doctor_container["args"])  # argparse exits on an unknown flag
+        account = spec["serviceAccountName"]
+        assert any(d["kind"] == "ServiceAccount" and d["metadata"]["name"] == account for d in docs)
+        mounted = {m["mountPath"] for c in spec["containers"] + spec.get("initContainers", []) for m in c["volumeMounts"]}
+        for path in filter(None, (args.preflight, args.connectivity, args.baseline)):
+            assert any(path.startswith(m + "/") for m in mounted), path
+        if args.discover:
+            # A Role bound to the job's account lets it list pods in the namespace it searches.
+            roles = {d["metadata"]["name"] for d in docs if d["kind"] == "Role" and d["metadata"]["namespace"] == args.namespace
+                     and any("pods" in r["resources"] and "list" in r["verbs"] for r in d["rules"])}
+            bound = [d for d in docs if d["kind"] == "RoleBinding" and d["roleRef"]["name"] in roles
+                     and any(s["name"] == account for s in d["subjects"])]
+            assert bound
