@@ -326,3 +326,14 @@ def test_hook_jobs_run_doctor_with_arguments_it_accepts_and_rbac_it_needs():
             bound = [d for d in docs if d["kind"] == "RoleBinding" and d["roleRef"]["name"] in roles
                      and any(s["name"] == account for s in d["subjects"])]
             assert bound
+
+
+def test_live_signals_and_files_in_one_verdict(capsys):
+    with Simulation([SCENARIOS["steady"].build(speed=1.0)]) as sim:
+        code, out, _ = doctor(capsys, *_urls(sim), "--samples", "2", "--interval", "1s",
+                              "--preflight", str(GATE / "preflight_warning_slog.log"),
+                              "--connectivity", str(GATE / "connectivity_passed.xml"), "--format", "json")
+    doc = json.loads(out)
+    assert code == 1 and doc["exit_code"] == 1 and doc["signals_exit_code"] == 0
+    assert {f["source"] for f in doc["findings"]} == {"live signal", "preflight", "connectivity"}
+    assert len(doc["signals"]) == len(load_catalog().enabled())  # the live report is all there
