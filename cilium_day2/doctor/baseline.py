@@ -19,7 +19,7 @@ import json
 import math
 import os
 import tempfile
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 from ..__about__ import __version__
 from ..catalog.buckets import family_layouts
@@ -202,7 +202,7 @@ def regression(signal, before, now) -> Optional[str]:
 
 def compare(catalog, baseline: dict, current: dict, where: str) -> List[GateFinding]:
     """Regression findings of `current` (a `measure` document) against `baseline`."""
-    out, compared, absent, skipped = [], 0, [], []
+    out, compared, absent, skipped, lost = [], 0, [], [], []
     spans = (_finite(baseline.get("span_seconds")), _finite(current.get("span_seconds")))
     # Totals over a window shorter than the sampled span are totals over the span: comparable
     # only between runs that sampled about as long.
@@ -214,6 +214,8 @@ def compare(catalog, baseline: dict, current: dict, where: str) -> List[GateFind
             absent.append(signal.id)
             continue
         if cur is None or cur.get("status") == NO_DATA or then.get("status") == NO_DATA:
+            if cur is not None and cur.get("status") == NO_DATA and then.get("status") != NO_DATA:
+                lost.append(signal.id)
             continue
         if not same_span and any(isinstance(n, _WINDOW_TOTALS) for n in iter_nodes(signal.query.expr)) \
                 and signal.window > min(x or 0.0 for x in spans):
@@ -228,6 +230,9 @@ def compare(catalog, baseline: dict, current: dict, where: str) -> List[GateFind
     label = baseline.get("cluster") or "?"
     summary = (f"compared {compared} signals with the baseline of cluster {label} ({baseline.get('created', 'undated')}, "
                f"{where}): {len(out)} regressed")
+    if lost:
+        out.append(GateFinding(REGRESSION, INFO, "", f"{len(lost)} signals had data in the baseline and have none now "
+                                                     f"(a feature or endpoint gone?): {', '.join(lost)}"))
     if skipped:
         summary += (f"; {len(skipped)} totals not compared, the runs sampled different spans "
                     f"({_span(spans[0])} and {_span(spans[1])}; use the same --samples and --interval)")
@@ -253,7 +258,3 @@ def _behind(then, cur, unit) -> str:
                 unit_ = "per_second" if p["fn"] == "rate" else "seconds" if p["fn"] == "quantile" else "count"
                 shown.append(f"{p['fn']}({p['metric']}) {fmt(b, unit_)} -> {fmt(n, unit_)}")
     return f" [{'; '.join(shown[:3])}]" if shown else ""
-
-
-def current_signals(document: dict) -> Dict[str, dict]:
-    return document["signals"]
