@@ -269,6 +269,8 @@ def _signal(unit, comparison=">", warning=1.0, **regression):
     ("ratio", None, 0.01, True),  # from nothing to 1%
     ("count", 0, 1, True),  # a restart where there was none
     ("count", 5000, 5040, False),  # identities grew a little
+    ("count", 5, 6, False),  # one more event in the sampled span: noise
+    ("count", 5, 8, True),
     ("bool", 0, 1, True),
 ])
 def test_tolerances_per_unit(unit, before, now, regressed):

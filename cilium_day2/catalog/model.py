@@ -151,7 +151,7 @@ REGRESSION_DEFAULTS = {
     "per_second": Regression(factor=2.0, floor=0.05),
     "ratio": Regression(factor=2.0, floor=0.005),
     "seconds": Regression(factor=1.2, floor=0.005, buckets=1),
-    "count": Regression(factor=1.2, floor=1.0),
+    "count": Regression(factor=1.5, floor=1.0),
     "factor": Regression(factor=1.5, floor=1.0),
     "bool": Regression(factor=1.0, floor=1.0),
 }
