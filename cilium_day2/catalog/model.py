@@ -33,6 +33,7 @@ LOGICAL_LABELS = ("cluster", "node")
 _SIGNAL_KEYS = {
     "id", "title", "component", "unit", "meaning", "runbook", "defaults_reason", "warning",
     "critical", "comparison", "window", "for", "keep_firing_for", "group_by", "query", "enabled", "no_data",
+    "regression",
 }
 _REQUIRED_SIGNAL_KEYS = ("id", "title", "component", "unit", "meaning", "runbook", "comparison", "window", "for",
                          "group_by", "query")
@@ -128,6 +129,75 @@ SETTINGS_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 
 
 @dataclass(frozen=True)
+class Regression:
+    """How much worse than a baseline a signal may get before `doctor --baseline` reports it.
+
+    A regression needs all of: the value moved to the failing side by at least `factor` times the
+    baseline (relative), by at least `floor` (absolute, in the signal's unit: it keeps noise on
+    tiny values out), and, for quantiles of a histogram, by at least `buckets` of Cilium's bucket
+    bounds. `severity` is the gate's verdict for it (warning: exit 1, critical: exit 2).
+    """
+
+    factor: float
+    floor: float
+    buckets: int = 0
+    severity: str = "warning"
+    enabled: bool = True
+
+
+# Defaults per unit (the catalog's `regression:` on a signal overrides any key): a drop or failure
+# rate at least doubled and above a floor, a p99 at least one bucket up, a count that grew.
+REGRESSION_DEFAULTS = {
+    "per_second": Regression(factor=2.0, floor=0.05),
+    "ratio": Regression(factor=2.0, floor=0.005),
+    "seconds": Regression(factor=1.2, floor=0.005, buckets=1),
+    "count": Regression(factor=1.5, floor=1.0),
+    "factor": Regression(factor=1.5, floor=1.0),
+    "bool": Regression(factor=1.0, floor=1.0),
+}
+REGRESSION_SEVERITIES = ("warning", "critical")
+_REGRESSION_KEYS = {"factor", "floor", "buckets", "severity", "enabled"}
+
+
+def parse_regression(data, unit: str, warning, where, comparison: str = ">") -> Regression:
+    """The signal's tolerance: the unit's defaults, with the catalog's keys applied. A signal
+    with no warning threshold (critical only) regresses at critical by default. Where lower is
+    worse (flows processed, targets up), the value must at least halve: volumes of traffic move
+    with the workload, not with Cilium."""
+    base = REGRESSION_DEFAULTS[unit]
+    base = dataclasses.replace(base, severity="critical" if warning is None else "warning")
+    if comparison == "<":
+        base = dataclasses.replace(base, factor=max(base.factor, 2.0))
+    if data is None:
+        return base
+    if not isinstance(data, dict):
+        raise CatalogError(f"{where}: expected a mapping with keys {', '.join(sorted(_REGRESSION_KEYS))}")
+    unknown = sorted(set(data) - _REGRESSION_KEYS)
+    if unknown:
+        raise CatalogError(f"{where}: unknown key `{unknown[0]}`; valid keys: {', '.join(sorted(_REGRESSION_KEYS))}")
+    changes = {}
+    for key in ("factor", "floor"):
+        if key in data:
+            value = _number(data[key], f"{where}.{key}")
+            if value is None or value < (1.0 if key == "factor" else 0.0):
+                raise CatalogError(f"{where}.{key}: expected a number >= {1 if key == 'factor' else 0}, got {data[key]!r}")
+            changes[key] = value
+    if "buckets" in data:
+        if isinstance(data["buckets"], bool) or not isinstance(data["buckets"], int) or data["buckets"] < 0:
+            raise CatalogError(f"{where}.buckets: expected a whole number >= 0, got {data['buckets']!r}")
+        changes["buckets"] = data["buckets"]
+    if "severity" in data:
+        if data["severity"] not in REGRESSION_SEVERITIES:
+            raise CatalogError(f"{where}.severity: `{data['severity']}` is not one of {', '.join(REGRESSION_SEVERITIES)}")
+        changes["severity"] = data["severity"]
+    if "enabled" in data:
+        if not isinstance(data["enabled"], bool):
+            raise CatalogError(f"{where}.enabled: expected true or false")
+        changes["enabled"] = data["enabled"]
+    return dataclasses.replace(base, **changes)
+
+
+@dataclass(frozen=True)
 class Signal:
     id: str
     title: str
@@ -150,6 +220,15 @@ class Signal:
     # event counts (`increase`, `changes`) fall back to zero a window after each event, so
     # without it a recurring fault resolves and notifies again on every event.
     keep_firing_for: int = 0
+    # Tolerance against a baseline (`doctor --baseline`); None: the unit's defaults.
+    regression: Optional[Regression] = None
+
+    @property
+    def tolerance(self) -> Regression:
+        """The signal's regression tolerance (its own, or its unit's defaults)."""
+        if self.regression is not None:
+            return self.regression
+        return parse_regression(None, self.unit, self.warning, f"signal {self.id}.regression", self.comparison)
 
     @property
     def for_(self) -> int:
@@ -285,12 +364,15 @@ def parse_signal(area_id: str, data, where) -> Signal:
         raise CatalogError(f"{where}.enabled: expected true or false")
     keep_firing_for = parse_duration(data.get("keep_firing_for", 0), f"{where}.keep_firing_for")
     check_hold(where, parse_duration(data["for"], f"{where}.for"), keep_firing_for)
+    unit = choice("unit", UNITS)
+    regression = (parse_regression(data["regression"], unit, warning, f"{where}.regression", comparison)
+                  if "regression" in data else None)
     return Signal(
         id=sid,
         title=data["title"].strip(),
         area=area_id,
         component=choice("component", COMPONENTS),
-        unit=choice("unit", UNITS),
+        unit=unit,
         meaning=" ".join(data["meaning"].split()),
         runbook=" ".join(data["runbook"].split()),
         defaults_reason=" ".join(str(data.get("defaults_reason", "")).split()),
@@ -304,4 +386,5 @@ def parse_signal(area_id: str, data, where) -> Signal:
         enabled=enabled,
         no_data=choice("no_data", NO_DATA, "ok"),
         keep_firing_for=keep_firing_for,
+        regression=regression,
     )

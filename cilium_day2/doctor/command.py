@@ -33,6 +33,7 @@ from typing import Callable, List, Optional
 from urllib.parse import urlsplit
 
 from .. import metrics
+from . import gate
 from ..exposition import body
 from ..errors import UserError
 from ..catalog.evaluate import CRITICAL, NO_DATA, OK, WARNING, evaluate_catalog, overall
@@ -96,6 +97,7 @@ def add_arguments(parser):
     parser.add_argument("--values", metavar="FILE", help="the overrides file `render` takes (thresholds, windows, label names)")
     parser.add_argument("--format", choices=("table", "json"), default="table", help="output format (default table)")
     parser.add_argument("--all", action="store_true", help="with --format table, also list signals that are OK or NO DATA")
+    gate.add_arguments(parser)  # upgrade gate: --preflight, --connectivity, --baseline, --discover (gate.py)
 
 
 # --- endpoints -----------------------------------------------------------------------------
@@ -555,11 +557,13 @@ def _seen(family, names):
     return family in names or any(family + s in names for s in ("_bucket", "_count", "_sum", "_total"))
 
 
-def diagnose(catalog, endpoints, cluster, samples, interval, timeout=10.0, time_scale=1.0, progress=None):
+def diagnose(catalog, endpoints, cluster, samples, interval, timeout=10.0, time_scale=1.0, progress=None, sampled=None):
     """Sample the endpoints and evaluate the catalog. Returns (findings, statuses, exit code,
-    reason)."""
+    reason). `sampled`: a list that receives the snapshots (for a baseline)."""
     sampler = Sampler(endpoints, cluster, reader_plans(catalog), timeout=timeout, time_scale=time_scale)
     sampler.run(samples, interval, progress)
+    if sampled is not None:
+        sampled.extend(sampler.snapshots)
     _missing_families(catalog, sampler)
     statuses = list(sampler.status.values())
     state = sampler.component_state()
@@ -581,6 +585,11 @@ def run(args):
     from ..catalog import load_catalog
 
     catalog = load_catalog(args.values) if args.values else load_catalog()
+    # --- upgrade gate (gate.py): read every file first; --preflight/--connectivity alone need no endpoints
+    gate_inputs = gate.read_inputs(args)
+    if gate_inputs.active and not gate.needs_endpoints(args, gate_inputs):
+        return gate.finish(args, gate_inputs, None)
+    # ---
     samples = args.samples
     interval = _duration(args.interval, "--interval") if args.interval else None
     if samples is not None and samples < 1:
@@ -614,6 +623,14 @@ def run(args):
         endpoints = [
             Endpoint(t.component, t.node or "operator", t.url) for t in sim.targets
         ]
+    elif args.discover:  # upgrade gate: endpoints from the Kubernetes API (discovery.py)
+        if given or args.kubernetes:
+            raise UserError("--discover finds the endpoints itself; drop --agent/--operator/--hubble/--kubernetes")
+        targets, notes = gate.discovered(args, timeout)
+        endpoints = [Endpoint(t.component, t.name, t.url) for t in targets]
+        for note in notes:
+            print(f"cilium-day2 doctor: {note}", file=sys.stderr)
+        cluster = cluster or "cluster"
     elif args.kubernetes:
         if given:
             raise UserError("--kubernetes finds the endpoints itself; drop --agent/--operator/--hubble")
@@ -627,9 +644,11 @@ def run(args):
     samples = 2 if samples is None else samples
     interval = 15.0 if interval is None else interval
     progress = _progress_printer(sys.stderr, len(endpoints))
+    snapshots = []
     try:
         findings, statuses, code, reason = diagnose(
-            catalog, endpoints, cluster, samples, interval, timeout=timeout, time_scale=time_scale, progress=progress
+            catalog, endpoints, cluster, samples, interval, timeout=timeout, time_scale=time_scale, progress=progress,
+            sampled=snapshots,
         )
     finally:
         if sim is not None:
@@ -643,6 +662,14 @@ def run(args):
         what = f"{samples} sample{'s' if samples != 1 else ''}" + (f" over {_human(span)}" if samples > 1 else "")
     header = (f"cilium-day2 doctor: cluster {cluster}: {counts['agent']} agents, {counts['operator']} operator, "
               f"{counts['hubble']} Hubble endpoints; {what}")
+    if gate_inputs.active:  # --- upgrade gate: one verdict over every source (gate.py)
+        meta = {"cluster": cluster, "samples": samples, "interval_seconds": interval, "demo": args.demo}
+        bare = code == EXIT_UNEVALUATED and not findings
+        table = render_table(findings if not bare else [], statuses, header, show_all=args.all and not bare,
+                             unevaluated=reason if code == EXIT_UNEVALUATED else "")
+        live = gate.Live(findings, code, reason, snapshots, table, findings_json(findings, statuses, meta, code, reason),
+                         meta, catalog)
+        return gate.finish(args, gate_inputs, live)
     if args.format == "json":
         meta = {"cluster": cluster, "samples": samples, "interval_seconds": interval, "demo": args.demo}
         sys.stdout.write(findings_json(findings, statuses, meta, code, reason))
