@@ -290,12 +290,23 @@ class Node:
             g(("gauge", "cilium_clustermesh_remote_cluster_readiness_status", labels, ready))
             g(("gauge", "cilium_clustermesh_remote_cluster_nodes", labels, 40 if ready else 0))
             g(("counter", "cilium_clustermesh_remote_cluster_failures", labels, k(f"clustermesh.failures_per_hour.{i}", t) / 3600.0))
-        # Node-to-node health (1.17+): peers' paths by type and last status, as counts.
-        peers = len(self.cluster.nodes) - 1
+        # Node-to-node health. 1.17+ counts peers' paths by type and last status; before 1.17
+        # one series per peer and type is 1 or 0; 1.17 reports both. The unreachable peers are
+        # the farthest by index, so that a partition splits the node list in two.
+        version = _minor(self.string("version", t))
+        others = sorted((j for j in range(len(self.cluster.nodes)) if j != self.index),
+                        key=lambda j: (-abs(j - self.index), j))
         for ptype, knob in (("endpoint", "unreachable.health_endpoints"), ("node", "unreachable.nodes")):
-            down = min(round(k(knob, t)), peers)
-            for status, value in (("reachable", peers - down), ("unknown", 0), ("unreachable", down)):
-                g(("gauge", "cilium_node_health_connectivity_status", mesh + (("status", status), ("type", ptype)), value))
+            down = min(round(k(knob, t)), len(others))
+            if version >= (1, 17):
+                for status, value in (("reachable", len(others) - down), ("unknown", 0), ("unreachable", down)):
+                    g(("gauge", "cilium_node_health_connectivity_status", mesh + (("status", status), ("type", ptype)), value))
+            if version <= (1, 17):
+                lost = set(others[:down])
+                for j in others:
+                    peer = (("target_cluster", self.cluster.name), ("target_node_name", node_name(j)),
+                            ("target_node_type", "remote_intra_cluster"), ("type", ptype))
+                    g(("gauge", "cilium_node_connectivity_status", mesh + peer, 0 if j in lost else 1))
         # Control plane
         failing = k("controllers.failing", t)
         g(("gauge", "cilium_controllers_failing", (), round(failing)))
@@ -632,6 +643,15 @@ class Cluster:
         return math.floor(self.clock.epoch(self.clock.start) - 6 * 86400)
 
 
+def _minor(version):
+    """`"1.16.9"` -> (1, 16); anything unreadable counts as new."""
+    try:
+        major, minor = version.split(".")[:2]
+        return int(major), int(minor)
+    except (AttributeError, ValueError):
+        return (99, 0)
+
+
 def _integral_of_inverse(interval_profile, t):
     """Number of runs by time t for runs spaced `interval` seconds apart (interval may move)."""
     if interval_profile.is_constant:
@@ -698,6 +718,7 @@ _FAMILIES = {
     "cilium_clustermesh_remote_cluster_nodes": ("gauge", "The total number of nodes in the remote cluster"),
     "cilium_clustermesh_remote_cluster_failures": ("gauge", "The total number of failures related to the remote cluster"),
     "cilium_node_health_connectivity_status": ("gauge", "The number of endpoints with last observed status of both ICMP and HTTP connectivity between the current Cilium agent and other Cilium nodes"),
+    "cilium_node_connectivity_status": ("gauge", "The last observed status of both ICMP and HTTP connectivity between the current Cilium agent and other Cilium nodes"),
     "cilium_controllers_failing": ("gauge", "Number of failing controllers"),
     "cilium_controllers_runs_total": ("counter", "Number of times that a controller process was run"),
     "cilium_unreachable_nodes": ("gauge", "Number of nodes that cannot be reached"),
