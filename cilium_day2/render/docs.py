@@ -16,8 +16,8 @@ README_BEGIN = "<!-- BEGIN signals table -->"
 README_END = "<!-- END signals table -->"
 CILIUM_SOURCE_URL = "https://github.com/cilium/cilium/blob/main/"
 SCOPE_TEXT = {
-    "node": "per node: each agent reports its own view",
-    "cluster": "cluster-wide: one number for the whole cluster, from the leading operator",
+    "node": "Per node: each agent reports its own view",
+    "cluster": "Cluster-wide: one number for the whole cluster, from the leading operator",
 }
 
 
