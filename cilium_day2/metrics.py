@@ -48,13 +48,24 @@ AGENT_METRICS = {
     "cilium_kvstore_sync_errors_total": "kvstore.sync_errors",  # 1.14+
     "cilium_kvstore_sync_queue_size": "kvstore.sync_queue_size",  # 1.14+
     "cilium_kvstore_initial_sync_completed": "kvstore.initial_sync_completed",  # 1.14+
+    # ClusterMesh: each agent's view of the remote clusters (label `target_cluster`). The
+    # failures "counter" is a gauge the agent raises by one per failure.
+    "cilium_clustermesh_remote_clusters": "clustermesh.remote_clusters",
+    "cilium_clustermesh_remote_cluster_readiness_status": "clustermesh.remote_cluster.readiness_status",
+    "cilium_clustermesh_remote_cluster_failures": "clustermesh.remote_cluster.failures",
+    "cilium_clustermesh_remote_cluster_last_failure_ts": "clustermesh.remote_cluster.last_failure_ts",
+    "cilium_clustermesh_remote_cluster_nodes": "clustermesh.remote_cluster.nodes",
+    "cilium_clustermesh_global_services": "clustermesh.global_services",
     # Control plane health
     "cilium_controllers_failing": "controllers.failing.count",
     "cilium_controllers_runs_total": "controllers.runs",
     "cilium_unreachable_nodes": "unreachable.nodes",
     "cilium_unreachable_health_endpoints": "unreachable.health_endpoints",
-    "cilium_node_health_connectivity_status": "node.health_connectivity_status",  # newer name
-    "cilium_node_connectivity_status": "node.connectivity_status",  # older name of the above
+    # 1.17+: per agent, the number of peers' paths by `type` (node|endpoint) and `status`
+    # (reachable|unreachable|unknown).
+    "cilium_node_health_connectivity_status": "node.health_connectivity_status",
+    # Before 1.17 (deprecated in 1.17): one series per peer and `type`, 1 reachable, 0 not.
+    "cilium_node_connectivity_status": "node.connectivity_status",
     "cilium_endpoint_state": "endpoint.state",  # label `endpoint_state`
     "cilium_endpoint_regenerations_total": "endpoint.regenerations",
     "cilium_endpoint_regeneration_time_stats_seconds": "endpoint.regeneration_time_stats.seconds",
@@ -120,6 +131,10 @@ OPERATOR_METRICS = {
     "cilium_operator_ipam_resync_folds": "operator.ipam.resync.folds",
     "cilium_operator_ipam_resync_duration_seconds": "operator.ipam.resync.duration.seconds",
     "cilium_operator_ipam_resync_latency_seconds": "operator.ipam.resync.latency.seconds",
+    # CiliumEndpointSlices (leader only; `outcome` fail series born at the first failure)
+    "cilium_operator_ces_sync_total": "operator.ces.sync",
+    "cilium_operator_ces_queueing_delay_seconds": "operator.ces.queueing_delay.seconds",
+    "cilium_operator_number_of_ceps_per_ces": "operator.ces.ceps_per_ces",
     # Restarts
     "cilium_operator_process_start_time_seconds": "operator.process.start_time.seconds",
 }
@@ -170,6 +185,8 @@ HISTOGRAMS = DISTRIBUTIONS | {
     "cilium_operator_ipam_k8s_sync_latency_seconds",
     "cilium_operator_ipam_resync_duration_seconds",
     "cilium_operator_ipam_resync_latency_seconds",
+    "cilium_operator_ces_queueing_delay_seconds",
+    "cilium_operator_number_of_ceps_per_ces",
 }
 
 GAUGES = {
@@ -182,6 +199,12 @@ GAUGES = {
     "cilium_identity",
     "cilium_kvstore_sync_queue_size",
     "cilium_kvstore_initial_sync_completed",
+    "cilium_clustermesh_remote_clusters",
+    "cilium_clustermesh_remote_cluster_readiness_status",
+    "cilium_clustermesh_remote_cluster_failures",
+    "cilium_clustermesh_remote_cluster_last_failure_ts",
+    "cilium_clustermesh_remote_cluster_nodes",
+    "cilium_clustermesh_global_services",
     "cilium_controllers_failing",
     "cilium_unreachable_nodes",
     "cilium_unreachable_health_endpoints",

@@ -8,21 +8,24 @@ import yaml
 from cilium_day2.catalog import load_base_catalog, load_catalog, parse_duration
 from cilium_day2.errors import UserError
 from cilium_day2.catalog.overrides import load_values
-from cilium_day2.catalog.query import Sample, Snapshot, evaluate, histogram_quantile, parse_root
+from cilium_day2.catalog.loading import DATA_DIR
+from cilium_day2.catalog.query import Sample, Snapshot, evaluate, histogram_quantile, iter_selectors, parse_root
 
 CONTRACT_IDS = {
-    "datapath": ["bpf_map_pressure", "bpf_map_ops_failing", "datapath_capacity_drops", "conntrack_gc_incomplete",
-                 "conntrack_gc_outlier", "ipcache_errors"],
+    "datapath": ["bpf_map_pressure", "bpf_map_ops_failing", "bpf_map_ops_failing_sustained", "datapath_capacity_drops",
+                 "conntrack_gc_incomplete", "conntrack_gc_outlier", "ipcache_errors"],
     "identity": ["identity_cluster_usage", "identity_node_local_usage", "identity_churn", "identity_gc_failing",
                  "identity_gc_slow"],
     "kvstore": ["kvstore_latency_p99", "kvstore_error_ratio", "kvstore_quorum_errors", "kvstore_qps",
-                "kvstore_events_queue_p99", "kvstore_sync_errors", "kvstore_initial_sync_incomplete"],
+                "kvstore_events_queue_p99", "kvstore_sync_errors", "kvstore_initial_sync_incomplete",
+                "clustermesh_remote_cluster_not_ready", "clustermesh_remote_cluster_failures"],
     "cloud_ipam": ["cloud_api_error_ratio", "cloud_api_request_rate", "cloud_api_rate_limiter_wait_p99",
                    "cloud_api_latency_p99", "ipam_pods_waiting", "ipam_subnet_exhaustion",
-                   "ipam_interface_creation_failures", "ipam_allocation_p99"],
+                   "ipam_interface_creation_failures", "ipam_ip_allocation_failures", "ipam_allocation_p99"],
     "control_plane": ["controllers_failing", "agent_restarts", "operator_restarts", "agent_down", "unreachable_nodes",
                       "endpoints_unhealthy", "policy_change_failing", "policy_implementation_delay_p99",
-                      "api_limiter_endpoint_create", "k8s_client_errors", "version_skew"],
+                      "api_limiter_endpoint_create", "k8s_client_errors", "version_skew", "node_connectivity_isolated",
+                      "node_connectivity_isolated_legacy", "ces_sync_failing"],
     "hubble": ["hubble_lost_events", "hubble_flows_stalled"],
 }
 
@@ -41,6 +44,60 @@ def test_every_signal_is_complete_and_keeps_the_cluster():
         assert s.window > 0
         assert s.thresholds(), s.id
         assert s.component in ("agent", "operator", "hubble")
+
+
+def test_every_signal_names_its_cilium_source_and_scope():
+    for s in load_catalog().signals:
+        assert s.source and all(path.endswith(".go") for path in s.source), s.id
+        assert s.scope in ("node", "cluster"), s.id
+        # Leader-only operator numbers are the cluster's; agent and Hubble numbers are one node's.
+        assert (s.scope == "cluster") == (s.component == "operator"), s.id
+
+
+def test_cluster_identity_signals_read_the_operators_cluster_wide_count():
+    """An agent's `cilium_identity` counts the identities its own endpoints use, so no
+    aggregation over agents is the cluster's count: the operator's GC count is."""
+    catalog = load_catalog()
+    for sid in ("identity_cluster_usage", "identity_growth"):
+        s = catalog.signal(sid)
+        families = {f for sel in iter_selectors(s.query.expr) for f in sel.families()}
+        assert (s.component, s.scope, families) == ("operator", "cluster", {"cilium_operator_identity_gc_entries"})
+
+
+def test_counters_whose_failure_series_are_born_at_the_first_failure_say_so():
+    catalog = load_catalog()
+    born = {s.id for s in catalog.signals if s.born_at_first_event}
+    # Cilium pre-creates `outcome="failure"` for these two but increments `outcome="fail"`.
+    assert {"policy_change_failing", "endpoint_regeneration_failing", "bpf_map_ops_failing",
+            "datapath_capacity_drops", "ces_sync_failing"} <= born
+    # Pre-created at 0 when the remote cluster or the sync store is set up.
+    assert not born & {"clustermesh_remote_cluster_failures", "kvstore_sync_errors", "bpf_map_pressure"}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"scope": "region"}, "scope: `region` is not one of node, cluster"),
+    ({"source": "metrics.go the agent"}, "is not a path of a Go file in cilium/cilium"),
+    ({"source": []}, "expected a path or a list of paths"),
+    ({"born_at_first_event": "yes"}, "born_at_first_event: expected true or false"),
+])
+def test_bad_source_scope_or_born_flag_is_one_line_naming_the_signal(tmp_path, change, message):
+    area = yaml.safe_load((DATA_DIR / "hubble.yaml").read_text())
+    area["signals"][0].update(change)
+    (tmp_path / "hubble.yaml").write_text(yaml.safe_dump(area))
+    with pytest.raises(UserError) as err:
+        load_base_catalog(tmp_path)
+    assert message in str(err.value) and "hubble_lost_events" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_a_signal_without_source_or_scope_is_rejected(tmp_path):
+    area = yaml.safe_load((DATA_DIR / "hubble.yaml").read_text())
+    for key in ("source", "scope"):
+        broken = yaml.safe_load(yaml.safe_dump(area))
+        del broken["signals"][0][key]
+        (tmp_path / "hubble.yaml").write_text(yaml.safe_dump(broken))
+        with pytest.raises(UserError, match=f"missing key `{key}`"):
+            load_base_catalog(tmp_path)
 
 
 def test_rate_only_signals_are_off_by_default_and_everything_else_on():

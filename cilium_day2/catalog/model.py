@@ -27,6 +27,13 @@ COMPONENTS = ("agent", "operator", "hubble")
 COMPARISONS = (">", "<")
 UNITS = ("ratio", "per_second", "count", "seconds", "factor", "bool")
 NO_DATA = ("ok", "alert")
+# Where the number a signal reads is measured: `node` (each agent's own view, such as its maps,
+# its endpoints or its health probes) or `cluster` (one number for the whole cluster, reported by
+# the leading operator). A per-node number aggregated over agents is still `node`: the maximum of
+# per-agent counts is not a cluster count (see `identity_cluster_usage`).
+SCOPES = ("node", "cluster")
+# `source:` entries are paths of Go files in github.com/cilium/cilium.
+_SOURCE_RE = re.compile(r"^(?:[a-z0-9_.-]+/)+[a-z0-9_.-]+\.go$")
 # Logical labels: each backend maps them to its own label/tag name (see Settings).
 LOGICAL_LABELS = ("cluster", "node")
 
@@ -34,9 +41,10 @@ _SIGNAL_KEYS = {
     "id", "title", "component", "unit", "meaning", "runbook", "defaults_reason", "warning",
     "critical", "comparison", "window", "for", "keep_firing_for", "group_by", "query", "enabled", "no_data",
     "regression",
+    "source", "scope", "born_at_first_event",
 }
 _REQUIRED_SIGNAL_KEYS = ("id", "title", "component", "unit", "meaning", "runbook", "comparison", "window", "for",
-                         "group_by", "query")
+                         "group_by", "query", "source", "scope")
 _ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _DURATION_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
@@ -223,6 +231,17 @@ class Signal:
     # Tolerance against a baseline (`doctor --baseline`); None: the unit's defaults.
     regression: Optional[Regression] = None
 
+    # Files in cilium/cilium that define the metric and move its value (metric definition first).
+    source: Tuple[str, ...] = ()
+    # `node`: the number is one agent's own view; `cluster`: one number for the whole cluster.
+    scope: str = "node"
+    # True when the failure series the query selects does not exist until the first failure
+    # (Cilium creates a labelled child on its first increment, or pre-creates another label value
+    # than the one it increments, as `policy_change_total` and `endpoint_regenerations_total` do
+    # with `failure` vs `fail`). `increase()`/`rate()` cannot see the first failure of a series
+    # born with value 1; the Prometheus compiler reads this flag to count it.
+    born_at_first_event: bool = False
+
     @property
     def tolerance(self) -> Regression:
         """The signal's regression tolerance (its own, or its unit's defaults)."""
@@ -367,6 +386,10 @@ def parse_signal(area_id: str, data, where) -> Signal:
     unit = choice("unit", UNITS)
     regression = (parse_regression(data["regression"], unit, warning, f"{where}.regression", comparison)
                   if "regression" in data else None)
+    source = parse_source(data["source"], f"{where}.source")
+    born = data.get("born_at_first_event", False)
+    if not isinstance(born, bool):
+        raise CatalogError(f"{where}.born_at_first_event: expected true or false")
     return Signal(
         id=sid,
         title=data["title"].strip(),
@@ -387,4 +410,20 @@ def parse_signal(area_id: str, data, where) -> Signal:
         no_data=choice("no_data", NO_DATA, "ok"),
         keep_firing_for=keep_firing_for,
         regression=regression,
+        source=source,
+        scope=choice("scope", SCOPES),
+        born_at_first_event=born,
     )
+
+
+def parse_source(value, where) -> Tuple[str, ...]:
+    """`source:` is one path or a list of paths of Go files in cilium/cilium."""
+    paths = [value] if isinstance(value, str) else value
+    if not isinstance(paths, list) or not paths:
+        raise CatalogError(f"{where}: expected a path or a list of paths of Go files in cilium/cilium")
+    for path in paths:
+        if not isinstance(path, str) or not _SOURCE_RE.match(path):
+            raise CatalogError(
+                f"{where}: {path!r} is not a path of a Go file in cilium/cilium (such as pkg/metrics/metrics.go)"
+            )
+    return tuple(paths)

@@ -14,6 +14,11 @@ from .text import env, threshold_text
 SIGNALS_DOC = "docs/signals.md"
 README_BEGIN = "<!-- BEGIN signals table -->"
 README_END = "<!-- END signals table -->"
+CILIUM_SOURCE_URL = "https://github.com/cilium/cilium/blob/main/"
+SCOPE_TEXT = {
+    "node": "Per node: each agent reports its own view",
+    "cluster": "Cluster-wide: one number for the whole cluster, from the leading operator",
+}
 
 
 def signals_table(catalog: Catalog) -> str:
@@ -53,10 +58,12 @@ def render(catalog: Catalog) -> Dict[str, str]:
                 "alert_name": s.alert_name, "promql": prom.expr(s), "datadog": dd_query, "datadog_reason": reason,
                 "prom_alerts": [(sev, prom.condition(None, s, thr)) for sev, thr in s.thresholds()] if s.quantile else [],
                 "q_percent": f"{100 * s.quantile.q:g}%" if s.quantile else "",
+                "scope_text": SCOPE_TEXT[s.scope], "sources": s.source,
+                "born_at_first_event": s.born_at_first_event,
             })
         areas.append((area, items))
     doc = env.get_template("signals.md.j2").render(table=signals_table(catalog).replace(f"({SIGNALS_DOC}#", "(#"),
-                                                    areas=areas)
+                                                    areas=areas, source_url=CILIUM_SOURCE_URL)
     return {SIGNALS_DOC: "\n".join(line.rstrip() for line in doc.splitlines()).strip() + "\n"}
 
 

@@ -60,6 +60,9 @@ SUBNETS = (
 
 HUBBLE_LOST_SOURCES = ("perf_event_ring_buffer", "observer_events_queue", "hubble_ring_buffer")
 
+# Remote clusters of the mesh every agent connects to (`target_cluster`), by knob index.
+REMOTE_CLUSTERS = ("mesh-us-west", "mesh-ap-south")
+
 # name: (scope, baseline, varies per node)
 KNOBS = {
     # --- process --------------------------------------------------------------------------
@@ -123,6 +126,13 @@ KNOBS = {
     "kvstore.sync_errors": (NODE, 0.0, False),
     "kvstore.sync_queue": (NODE, 0.0, False),
     "kvstore.initial_sync_completed": (NODE, 1.0, False),
+    # --- ClusterMesh (two remote clusters) ------------------------------------------------
+    # 0: this agent is not connected to / synchronized with the remote cluster.
+    "clustermesh.ready.0": (NODE, 1.0, False),
+    "clustermesh.ready.1": (NODE, 1.0, False),
+    # Connection failures per hour (the agent's failures gauge grows by one per failure).
+    "clustermesh.failures_per_hour.0": (NODE, 0.0, False),
+    "clustermesh.failures_per_hour.1": (NODE, 0.0, False),
     # --- control plane --------------------------------------------------------------------
     "controllers.failing": (NODE, 0.0, False),
     "controllers.runs": (NODE, 28.0, True),
@@ -132,6 +142,7 @@ KNOBS = {
     "endpoints.not_ready": (NODE, 0.0, False),
     "endpoints.waiting_for_identity": (NODE, 0.0, False),
     "endpoints.regenerating": (NODE, 0.0, False),
+    "endpoints.restoring": (NODE, 0.0, False),
     "endpoint_regenerations": (NODE, 0.35, True),
     "endpoint_regenerations_fail": (NODE, 0.0, False),
     "policy.count": (CLUSTER, 140.0, False),
@@ -162,7 +173,11 @@ KNOBS = {
     "ipam.alloc_ops": (CLUSTER, 0.4, False),
     "ipam.alloc_p99": (CLUSTER, 0.6, False),
     "ipam.interface_creations": (CLUSTER, 0.01, False),
-    "ipam.interface_failures": (CLUSTER, 0.0, False),
+    "ipam.interface_failures": (CLUSTER, 0.0, False),  # createInterfaceAndAllocateIP, unableToCreateENI
+    "ipam.ip_failures": (CLUSTER, 0.0, False),  # allocateIP attempts that failed, per second
+    # --- CiliumEndpointSlices (operator) --------------------------------------------------
+    "ces.syncs": (CLUSTER, 1.2, False),  # CES syncs per second, all outcomes
+    "ces.fail_ratio": (CLUSTER, 0.0, False),
     "subnet.available.0": (CLUSTER, 3900.0, False),
     "subnet.available.1": (CLUSTER, 4100.0, False),
     "subnet.available.2": (CLUSTER, 3700.0, False),

@@ -243,7 +243,10 @@ class Node:
                 GC_BUCKETS,
             )
         # Identities and ipcache
-        g(("gauge", "cilium_identity", (("type", "cluster_local"),), round(k("identities.cluster_local", t) + self.index % 3)))
+        # An agent counts only the cluster identities it allocated or its endpoints use (the
+        # cluster's count is the operator's): a few dozen plus a small share of the cluster's.
+        cluster_ids = k("identities.cluster_local", t)
+        g(("gauge", "cilium_identity", (("type", "cluster_local"),), round(min(cluster_ids, 45 + 0.03 * cluster_ids) + self.index % 3)))
         g(("gauge", "cilium_identity", (("type", "node_local"),), round(k("identities.node_local", t))))
         g(("gauge", "cilium_identity", (("type", "reserved"),), 12))
         ev = k("ipcache_events", t)
@@ -270,11 +273,40 @@ class Node:
             _hist_rates(out, "cilium_kvstore_events_queue_seconds", (("action", "update"), ("scope", scope)), evq * share, k("kvstore.events_queue_p99", t), QUEUE_BUCKETS)
         g(("lazy", "cilium_kvstore_quorum_errors_total", (("error", "timeout while waiting for quorum"),), k("kvstore.quorum_errors", t)))
         src = (("scope", "nodes/v1"), ("source_cluster", self.cluster.name))
-        g(("lazy", "cilium_kvstore_sync_errors_total", src, k("kvstore.sync_errors", t)))
+        # Pre-created at 0 by the sync store (pkg/kvstore/store/syncstore.go).
+        g(("counter", "cilium_kvstore_sync_errors_total", src, k("kvstore.sync_errors", t)))
         g(("gauge", "cilium_kvstore_sync_queue_size", src, round(k("kvstore.sync_queue", t))))
         done = 1 if k("kvstore.initial_sync_completed", t) >= 0.5 else 0
         for scope, action in (("identities/v1", "read"), ("ip/v1", "read"), ("nodes/v1", "write")):
             g(("gauge", "cilium_kvstore_initial_sync_completed", (("action", action), ("scope", scope), ("source_cluster", self.cluster.name)), done))
+        # ClusterMesh: each agent's view of the remote clusters. `remote_cluster_failures` is a
+        # gauge the agent raises by one per failure (integrated here like a counter).
+        mesh = (("source_cluster", self.cluster.name), ("source_node_name", self.name))
+        g(("gauge", "cilium_clustermesh_remote_clusters", mesh, len(K.REMOTE_CLUSTERS)))
+        g(("gauge", "cilium_clustermesh_global_services", mesh, 12))
+        for i, remote in enumerate(K.REMOTE_CLUSTERS):
+            labels = mesh + (("target_cluster", remote),)
+            ready = 1 if k(f"clustermesh.ready.{i}", t) >= 0.5 else 0
+            g(("gauge", "cilium_clustermesh_remote_cluster_readiness_status", labels, ready))
+            g(("gauge", "cilium_clustermesh_remote_cluster_nodes", labels, 40 if ready else 0))
+            g(("counter", "cilium_clustermesh_remote_cluster_failures", labels, k(f"clustermesh.failures_per_hour.{i}", t) / 3600.0))
+        # Node-to-node health. 1.17+ counts peers' paths by type and last status; before 1.17
+        # one series per peer and type is 1 or 0; 1.17 reports both. The unreachable peers are
+        # the farthest by index, so that a partition splits the node list in two.
+        version = _minor(self.string("version", t))
+        others = sorted((j for j in range(len(self.cluster.nodes)) if j != self.index),
+                        key=lambda j: (-abs(j - self.index), j))
+        for ptype, knob in (("endpoint", "unreachable.health_endpoints"), ("node", "unreachable.nodes")):
+            down = min(round(k(knob, t)), len(others))
+            if version >= (1, 17):
+                for status, value in (("reachable", len(others) - down), ("unknown", 0), ("unreachable", down)):
+                    g(("gauge", "cilium_node_health_connectivity_status", mesh + (("status", status), ("type", ptype)), value))
+            if version <= (1, 17):
+                lost = set(others[:down])
+                for j in others:
+                    peer = (("target_cluster", self.cluster.name), ("target_node_name", node_name(j)),
+                            ("target_node_type", "remote_intra_cluster"), ("type", ptype))
+                    g(("gauge", "cilium_node_connectivity_status", mesh + peer, 0 if j in lost else 1))
         # Control plane
         failing = k("controllers.failing", t)
         g(("gauge", "cilium_controllers_failing", (), round(failing)))
@@ -287,6 +319,7 @@ class Node:
             ("not-ready", "endpoints.not_ready"),
             ("waiting-for-identity", "endpoints.waiting_for_identity"),
             ("regenerating", "endpoints.regenerating"),
+            ("restoring", "endpoints.restoring"),
         ):
             v = round(k(knob, t))
             if v > 0 or state == "ready":
@@ -493,10 +526,24 @@ class Cluster:
             s = (("subnet_id", subnet),)
             g(("counter", "cilium_operator_ipam_ip_allocation_ops", s, alloc / len(K.SUBNETS)))
             g(("counter", "cilium_operator_ipam_ip_release_ops", s, alloc * 0.9 / len(K.SUBNETS)))
-            g(("counter", "cilium_operator_ipam_interface_creation_ops", (("status", "success"),) + s, creations / len(K.SUBNETS)))
-            g(("lazy", "cilium_operator_ipam_interface_creation_ops", (("status", "unable to create ENI"),) + s, creation_fail / len(starved) if i in starved else 0.0))
+            g(("counter", "cilium_operator_ipam_interface_creation_ops", s, creations / len(K.SUBNETS)))
             g(("gauge", "cilium_operator_ipam_available_ips_per_subnet", (("availability_zone", zone),) + s, round(k(f"subnet.available.{i}", t))))
-            _hist_rates(out, "cilium_operator_ipam_allocation_duration_seconds", (("status", "success"), ("subnet_id", subnet), ("type", "ip")), alloc / len(K.SUBNETS), k("ipam.alloc_p99", t), IPAM_BUCKETS)
+            # Allocation attempts as Cilium 1.13+ records them (pkg/ipam/node.go): `type` is
+            # allocateIP or createInterfaceAndAllocateIP, `status` success, failed (allocateIP)
+            # or the cloud's error condition (unableToCreateENI, ...). Failures hit the subnets
+            # that have run out of addresses.
+            p99 = k("ipam.alloc_p99", t)
+            _hist_rates(out, "cilium_operator_ipam_allocation_duration_seconds", (("status", "success"), ("subnet_id", subnet), ("type", "allocateIP")), alloc / len(K.SUBNETS), p99, IPAM_BUCKETS)
+            _hist_rates(out, "cilium_operator_ipam_allocation_duration_seconds", (("status", "success"), ("subnet_id", subnet), ("type", "createInterfaceAndAllocateIP")), creations / len(K.SUBNETS), p99, IPAM_BUCKETS)
+            for kind, status, knob in (("allocateIP", "failed", "ipam.ip_failures"), ("createInterfaceAndAllocateIP", "unableToCreateENI", "ipam.interface_failures")):
+                labels = (("status", status), ("subnet_id", subnet), ("type", kind))
+                rate = k(knob, t) / len(starved) if i in starved else 0.0
+                if rate > 0 or self.operator_counters.values.get(("cilium_operator_ipam_allocation_duration_seconds_count", labels)):
+                    _hist_rates(out, "cilium_operator_ipam_allocation_duration_seconds", labels, rate, p99, IPAM_BUCKETS)
+        # CiliumEndpointSlices: syncs by outcome; the `fail` series is born at the first failure.
+        syncs, ces_fail = k("ces.syncs", t), min(max(k("ces.fail_ratio", t), 0.0), 1.0)
+        g(("counter", "cilium_operator_ces_sync_total", (("outcome", "success"),), syncs * (1 - ces_fail)))
+        g(("lazy", "cilium_operator_ces_sync_total", (("outcome", "fail"),), syncs * ces_fail))
         g(("gauge", "cilium_operator_ipam_interface_candidates", (), 3 * len(self.nodes)))
         g(("gauge", "cilium_operator_ipam_empty_interface_slots", (), 2 * len(self.nodes)))
         g(("counter", "cilium_operator_ipam_resync_total", (), 1.0 / 60.0))
@@ -596,6 +643,15 @@ class Cluster:
         return math.floor(self.clock.epoch(self.clock.start) - 6 * 86400)
 
 
+def _minor(version):
+    """`"1.16.9"` -> (1, 16); anything unreadable counts as new."""
+    try:
+        major, minor = version.split(".")[:2]
+        return int(major), int(minor)
+    except (AttributeError, ValueError):
+        return (99, 0)
+
+
 def _integral_of_inverse(interval_profile, t):
     """Number of runs by time t for runs spaced `interval` seconds apart (interval may move)."""
     if interval_profile.is_constant:
@@ -656,6 +712,13 @@ _FAMILIES = {
     "cilium_kvstore_sync_errors_total": ("counter", "Number of times synchronization to the kvstore failed"),
     "cilium_kvstore_sync_queue_size": ("gauge", "Number of elements queued for synchronization in the kvstore"),
     "cilium_kvstore_initial_sync_completed": ("gauge", "Whether the initial synchronization from/to the kvstore has completed"),
+    "cilium_clustermesh_remote_clusters": ("gauge", "The total number of remote clusters meshed with the local cluster"),
+    "cilium_clustermesh_global_services": ("gauge", "The total number of global services in the cluster mesh"),
+    "cilium_clustermesh_remote_cluster_readiness_status": ("gauge", "The readiness status of the remote cluster"),
+    "cilium_clustermesh_remote_cluster_nodes": ("gauge", "The total number of nodes in the remote cluster"),
+    "cilium_clustermesh_remote_cluster_failures": ("gauge", "The total number of failures related to the remote cluster"),
+    "cilium_node_health_connectivity_status": ("gauge", "The number of endpoints with last observed status of both ICMP and HTTP connectivity between the current Cilium agent and other Cilium nodes"),
+    "cilium_node_connectivity_status": ("gauge", "The last observed status of both ICMP and HTTP connectivity between the current Cilium agent and other Cilium nodes"),
     "cilium_controllers_failing": ("gauge", "Number of failing controllers"),
     "cilium_controllers_runs_total": ("counter", "Number of times that a controller process was run"),
     "cilium_unreachable_nodes": ("gauge", "Number of nodes that cannot be reached"),
@@ -693,7 +756,11 @@ _FAMILIES = {
     "cilium_operator_ipam_interface_candidates": ("gauge", "Number of attached interfaces with IPs available for allocation"),
     "cilium_operator_ipam_empty_interface_slots": ("gauge", "Number of empty interface slots available for interfaces to be attached"),
     "cilium_operator_ipam_resync_total": ("counter", "Number of resync operations to synchronize and resolve IP deficit of nodes"),
+    "cilium_operator_ces_sync_total": ("counter", "The number of completed CES syncs by outcome"),
 }
+
+# Gauges Cilium raises by one per event: integrated like counters, shown as whole numbers.
+_COUNTED_GAUGES = {"cilium_clustermesh_remote_cluster_failures"}
 
 
 _FAMILY_OF = {}
@@ -736,7 +803,7 @@ def _render(series, counters, component, start_epoch, version=None):
                 labels = labels[:-1] + (("le", "+Inf" if labels[-1][1] == INF else _le(labels[-1][1])),)
             grouped.setdefault(family, []).append((name, labels, round(current, 6)))
         else:
-            value = math.floor(current) if name.endswith(("_total", "_ops")) else round(current, 6)
+            value = math.floor(current) if name.endswith(("_total", "_ops")) or name in _COUNTED_GAUGES else round(current, 6)
             grouped.setdefault(family, []).append((name, labels, value))
     for family, samples in grouped.items():
         ftype, help_text = _FAMILIES[family]
