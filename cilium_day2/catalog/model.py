@@ -33,7 +33,13 @@ LOGICAL_LABELS = ("cluster", "node")
 _SIGNAL_KEYS = {
     "id", "title", "component", "unit", "meaning", "runbook", "defaults_reason", "warning",
     "critical", "comparison", "window", "for", "keep_firing_for", "group_by", "query", "enabled", "no_data",
+    "datadog_difference",
 }
+# How a signal's Datadog monitor may end up in another state than its Prometheus rule, where
+# Datadog cannot express the catalog's query exactly (`datadog_difference: {effect, reason}`):
+# `misses`: the monitor can stay OK where the rule fires; `extra_alerts`: it can alert on groups
+# the rule leaves alone (it still alerts wherever the rule does).
+DATADOG_DIFFERENCES = ("misses", "extra_alerts")
 _REQUIRED_SIGNAL_KEYS = ("id", "title", "component", "unit", "meaning", "runbook", "comparison", "window", "for",
                          "group_by", "query")
 _ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -128,6 +134,25 @@ SETTINGS_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 
 
 @dataclass(frozen=True)
+class DatadogDifference:
+    effect: str  # one of DATADOG_DIFFERENCES
+    reason: str
+
+
+def parse_datadog_difference(data, where) -> Optional[DatadogDifference]:
+    if data is None:
+        return None
+    where = f"{where}.datadog_difference"
+    if not isinstance(data, dict) or set(data) != {"effect", "reason"}:
+        raise CatalogError(f"{where}: expected a mapping with `effect` and `reason`")
+    if data["effect"] not in DATADOG_DIFFERENCES:
+        raise CatalogError(f"{where}.effect: `{data['effect']}` is not one of {', '.join(DATADOG_DIFFERENCES)}")
+    if not isinstance(data["reason"], str) or not data["reason"].strip():
+        raise CatalogError(f"{where}.reason: expected non-empty text")
+    return DatadogDifference(data["effect"], " ".join(data["reason"].split()))
+
+
+@dataclass(frozen=True)
 class Signal:
     id: str
     title: str
@@ -150,6 +175,7 @@ class Signal:
     # event counts (`increase`, `changes`) fall back to zero a window after each event, so
     # without it a recurring fault resolves and notifies again on every event.
     keep_firing_for: int = 0
+    datadog_difference: Optional["DatadogDifference"] = None
 
     @property
     def for_(self) -> int:
@@ -304,4 +330,5 @@ def parse_signal(area_id: str, data, where) -> Signal:
         enabled=enabled,
         no_data=choice("no_data", NO_DATA, "ok"),
         keep_firing_for=keep_firing_for,
+        datadog_difference=parse_datadog_difference(data.get("datadog_difference"), where),
     )

@@ -19,6 +19,8 @@ from .store import COUNT, Store
 
 OK, WARN, ALERT, NO_DATA = "OK", "WARN", "ALERT", "NO DATA"
 RANK = {OK: 0, NO_DATA: 1, WARN: 2, ALERT: 3}
+# Normalizes a MAD to the standard deviation of a normal distribution (Datadog's MAD outliers).
+MAD_TO_SIGMA = 1.4826
 Group = Tuple[Tuple[str, str], ...]  # ((tag key, value), ...) in `by` order
 Series = Dict[float, Tuple[float, float]]  # t -> (value, span)
 
@@ -431,29 +433,24 @@ def quantile(buckets: Dict[Tuple[float, float], float], q: float) -> Optional[fl
 
 # -- outliers --------------------------------------------------------------------------------
 def _outliers(func: Func, store: Store, start, end, full) -> Dict[Group, Optional[float]]:
+    """MAD over every point of every group in the window: a point is an outlier when it is more
+    than tolerance x 1.4826 x MAD from the median of all points; a group is an outlier when more
+    than pct% of its points are. 1 for an outlier group, 0 otherwise."""
     _, tolerance, pct = func.params
     series = _series(func.arg, store, start, end)
     if isinstance(series, float):
         raise UnknownConstruct("outliers() of a number")
-    window = {g: {t: v for t, (v, _) in pts.items() if start < t <= end} for g, pts in series.items()}
-    times = sorted({t for pts in window.values() for t in pts})
-    flagged = defaultdict(int)
-    for t in times:
-        values = {g: pts[t] for g, pts in window.items() if t in pts}
-        if len(values) < 3:
-            continue  # an outlier needs peers: Datadog asks for three or more groups
-        median = _median(list(values.values()))
-        mad = _median([abs(v - median) for v in values.values()])
-        for g, v in values.items():
-            if abs(v - median) > float(tolerance) * mad:
-                flagged[g] += 1
-    out = {}
-    for g, pts in window.items():
-        if not pts:
-            out[g] = None
-            continue
-        share = 100.0 * flagged[g] / len(pts)
-        out[g] = 1.0 if share > float(pct) else 0.0
+    window = {g: [v for t, (v, _) in pts.items() if start < t <= end] for g, pts in series.items()}
+    everything = [v for values in window.values() for v in values]
+    present = [g for g, values in window.items() if values]
+    out: Dict[Group, Optional[float]] = {g: None for g in window}
+    if len(present) < 3:
+        return out  # an outlier needs peers: Datadog asks for three or more groups
+    median = _median(everything)
+    limit = float(tolerance) * MAD_TO_SIGMA * _median([abs(v - median) for v in everything])
+    for g in present:
+        flagged = sum(1 for v in window[g] if abs(v - median) > limit)
+        out[g] = 1.0 if 100.0 * flagged / len(window[g]) > float(pct) else 0.0
     return out
 
 
