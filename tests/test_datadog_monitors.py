@@ -52,7 +52,7 @@ def _monitors():
 
 MONITORS = _monitors()
 # Scenarios run so far, and where each documented difference showed (signal -> scenarios).
-RUN, DIFFERENCES_SEEN = set(), {}
+RUN, DIFFERENCES_SEEN, STORES = set(), {}, {}
 
 
 def _parsed(definition):
@@ -192,6 +192,7 @@ def test_each_monitor_reaches_its_prometheus_twins_state(name):
     # The culprits are the scenario's own cluster.
     assert any(CLUSTER_TAG + ":" + normalize_tag(name) in tags for ctx in store.contexts.values() for tags in ctx)
     RUN.add(name)
+    STORES[name] = store
     assert not problems, f"scenario {name}:\n" + "\n".join(problems)
 
 
@@ -204,3 +205,41 @@ def test_each_documented_difference_shows_in_some_scenario():
             assert DIFFERENCES_SEEN.get(signal.id), (
                 f"{signal.id}: datadog_difference `{signal.datadog_difference.effect}` shows in no scenario"
             )
+
+
+def _with_thresholds(definition, critical, warning=None):
+    """The monitor with other thresholds (in its options and in its query)."""
+    changed = json.loads(json.dumps(definition))
+    head, comparator, _ = changed["query"].rpartition(" > ")
+    changed["query"] = f"{head} > {critical:g}"
+    changed["options"]["thresholds"] = {"critical": critical, **({"warning": warning} if warning is not None else {})}
+    return changed
+
+
+def _threshold_monitors():
+    return {s: d for s, d in MONITORS.items() if d["type"] == "query alert" and " > " in d["query"]}
+
+
+def test_the_comparison_fails_a_monitor_that_misses_or_overreacts():
+    """The scenario test is not vacuous: a monitor whose thresholds no scenario value reaches
+    misses its twin's alert, and one whose thresholds sit below a healthy value fires."""
+    if RUN != set(SCENARIOS):
+        pytest.skip("needs every scenario of this module to have run first")
+    candidates = _threshold_monitors()
+    missed = overreacted = 0
+    for name, store in STORES.items():
+        scenario = SCENARIOS[name]
+        for signal, definition in candidates.items():
+            delay = float(definition["options"].get("evaluation_delay") or 0)
+            expected = _twin(scenario, signal)[0]
+            if expected != OK and not SIGNALS[signal].datadog_difference:
+                deaf = _with_thresholds(definition, 1e15)
+                assert _problems(scenario, signal, evaluate(deaf, store, scenario.steady + delay)), (name, signal)
+                missed += 1
+            if expected == OK and not scenario.expect:
+                values = [v for _, v in evaluate(definition, store, scenario.steady + delay).groups.values() if v]
+                if values and max(values) > 0:
+                    jumpy = _with_thresholds(definition, max(values) / 2)
+                    assert _problems(scenario, signal, evaluate(jumpy, store, scenario.steady + delay)), (name, signal)
+                    overreacted += 1
+    assert missed and overreacted
