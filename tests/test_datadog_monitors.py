@@ -210,8 +210,8 @@ def test_each_documented_difference_shows_in_some_scenario():
 def _with_thresholds(definition, critical, warning=None):
     """The monitor with other thresholds (in its options and in its query)."""
     changed = json.loads(json.dumps(definition))
-    head, comparator, _ = changed["query"].rpartition(" > ")
-    changed["query"] = f"{head} > {critical:g}"
+    head, _, _ = changed["query"].rpartition(" > ")
+    changed["query"] = f"{head} > {float(critical)!r}"
     changed["options"]["thresholds"] = {"critical": critical, **({"warning": warning} if warning is not None else {})}
     return changed
 
