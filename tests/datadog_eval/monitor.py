@@ -38,9 +38,6 @@ class Result:
     state: str
     groups: Dict[Group, Tuple[str, Optional[float]]]  # group -> (state, value)
 
-    def worst(self) -> str:
-        return self.state
-
 
 def evaluate(definition: dict, store: Store, now: float) -> Result:
     """`definition`: a monitor's `definition` (type, query, options); `now`: evaluation time."""

@@ -212,12 +212,11 @@ class _Parser:
         return MetricMonitor(time_agg, window, shift, expr, comparator, threshold)
 
     def _window_until(self, end: str) -> int:
+        """A `last_<N><unit>` window, read up to the next `,` or `end`."""
         self.ws()
-        stop = self.text.index(end, self.pos)
-        stop = min(stop, self.text.find(",", self.pos) if "," in self.text[self.pos:stop] else stop)
-        text = self.text[self.pos:stop]
-        self.pos = stop
-        return parse_window(text)
+        m = re.compile(r"[^,%s]*" % re.escape(end)).match(self.text, self.pos)
+        self.pos = m.end()
+        return parse_window(m.group(0))
 
     # expressions
     def expr(self):
