@@ -42,7 +42,13 @@ _SIGNAL_KEYS = {
     "critical", "comparison", "window", "for", "keep_firing_for", "group_by", "query", "enabled", "no_data",
     "regression",
     "source", "scope", "born_at_first_event",
+    "datadog_difference",
 }
+# How a signal's Datadog monitor may end up in another state than its Prometheus rule, where
+# Datadog cannot express the catalog's query exactly (`datadog_difference: {effect, reason}`):
+# `misses`: the monitor can stay OK where the rule fires; `extra_alerts`: it can alert on groups
+# the rule leaves alone (it still alerts wherever the rule does).
+DATADOG_DIFFERENCES = ("misses", "extra_alerts")
 _REQUIRED_SIGNAL_KEYS = ("id", "title", "component", "unit", "meaning", "runbook", "comparison", "window", "for",
                          "group_by", "query", "source", "scope")
 _ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -206,6 +212,25 @@ def parse_regression(data, unit: str, warning, where, comparison: str = ">") -> 
 
 
 @dataclass(frozen=True)
+class DatadogDifference:
+    effect: str  # one of DATADOG_DIFFERENCES
+    reason: str
+
+
+def parse_datadog_difference(data, where) -> Optional[DatadogDifference]:
+    if data is None:
+        return None
+    where = f"{where}.datadog_difference"
+    if not isinstance(data, dict) or set(data) != {"effect", "reason"}:
+        raise CatalogError(f"{where}: expected a mapping with `effect` and `reason`")
+    if data["effect"] not in DATADOG_DIFFERENCES:
+        raise CatalogError(f"{where}.effect: `{data['effect']}` is not one of {', '.join(DATADOG_DIFFERENCES)}")
+    if not isinstance(data["reason"], str) or not data["reason"].strip():
+        raise CatalogError(f"{where}.reason: expected non-empty text")
+    return DatadogDifference(data["effect"], " ".join(data["reason"].split()))
+
+
+@dataclass(frozen=True)
 class Signal:
     id: str
     title: str
@@ -241,6 +266,8 @@ class Signal:
     # with `failure` vs `fail`). `increase()`/`rate()` cannot see the first failure of a series
     # born with value 1; the Prometheus compiler reads this flag to count it.
     born_at_first_event: bool = False
+    # Where the Datadog monitor cannot match the Prometheus rule exactly (docs/datadog.md).
+    datadog_difference: Optional["DatadogDifference"] = None
 
     @property
     def tolerance(self) -> Regression:
@@ -413,6 +440,7 @@ def parse_signal(area_id: str, data, where) -> Signal:
         source=source,
         scope=choice("scope", SCOPES),
         born_at_first_event=born,
+        datadog_difference=parse_datadog_difference(data.get("datadog_difference"), where),
     )
 
 
