@@ -37,6 +37,16 @@ MID_SPAN = 35 * 60
 CATALOG = load_base_catalog()
 SETTINGS = CATALOG.settings
 SIGNALS = {s.id: s for s in CATALOG.signals}
+
+
+def _expected(expectation):
+    """The Datadog state an expected Prometheus alert maps to. A signal with only a warning
+    threshold has one Datadog level, the monitor's alert (Datadog requires a critical
+    threshold), and its message says WARNING (docs/datadog.md)."""
+    signal = SIGNALS.get(expectation.signal)
+    if signal is not None and signal.critical is None:
+        return ALERT
+    return SEVERITY[expectation.severity]
 SCENARIOS = load_scenarios()
 
 
@@ -110,8 +120,8 @@ def _matches(group, culprit):
 def _twin(scenario, signal):
     """(expected state, [(culprit tags, state)], every expectation pinned to culprits)."""
     items = [e for e in scenario.expect if e.signal == signal]
-    state = max((SEVERITY[e.severity] for e in items), key=RANK.get, default=OK)
-    pinned = [(c, SEVERITY[e.severity]) for e in items if e.nodes or e.labels for c in _culprits(scenario, e)]
+    state = max((_expected(e) for e in items), key=RANK.get, default=OK)
+    pinned = [(c, _expected(e)) for e in items if e.nodes or e.labels for c in _culprits(scenario, e)]
     return state, pinned, all(e.nodes or e.labels for e in items)
 
 

@@ -53,12 +53,14 @@ def monitor_definition(signal: Signal, catalog: Catalog) -> dict:
         if signal.warning is not None:
             thresholds["warning"] = signal.warning
         if signal.critical is None:
-            # Datadog needs a critical threshold: the only one set becomes critical.
+            # Datadog needs a critical threshold: the only one set becomes the monitor's alert
+            # level, and its message says WARNING (a Datadog ALERT is this signal's warning).
             thresholds = {"critical": signal.warning}
         crit_text = format_threshold(signal.unit, thresholds["critical"])
         warn_text = format_threshold(signal.unit, thresholds["warning"]) if "warning" in thresholds else None
         cmp_text = comparison_text(signal)
     message = env.get_template("monitor_message.md.j2").render(
+        alert_level="CRITICAL" if signal.critical is not None or mtype == "service check" else "WARNING",
         title=signal.title, comparison_text=cmp_text, critical_text=crit_text, warning_text=warn_text,
         group_text=who, no_data=no_data_text, meaning=signal.meaning, runbook=signal.runbook,
         runbook_url=runbook_url(signal, settings),
