@@ -392,26 +392,25 @@ def cluster_rules_file(shard: str) -> str:
 
 
 def render(catalog: Catalog) -> Dict[str, str]:
-    groups = prometheus_groups(catalog)
     s = catalog.settings
     labels = {**kubernetes.PACK_LABELS, "role": "alert-rules", **dict(s.rule_labels)}
     rules_template = env.get_template("prometheus_rules.yml.j2")
-
-    def groups_of(shard):
-        if shard is None:
-            return groups
-        return prometheus_groups(Catalog(dataclasses.replace(s, shard_by_cluster=(shard,)), catalog.areas,
-                                         catalog.signals))
-
     shards = list(s.shard_by_cluster) or [None]
-    per_shard = {shard: groups_of(shard) for shard in shards}
+    if s.shard_by_cluster:
+        # Each cluster's groups on their own; together, in order, they are the sharded render.
+        per_shard = {shard: prometheus_groups(Catalog(dataclasses.replace(s, shard_by_cluster=(shard,)),
+                                                      catalog.areas, catalog.signals)) for shard in shards}
+    else:
+        per_shard = {None: prometheus_groups(catalog)}
+    groups = [g for shard in shards for g in per_shard[shard]]
     objects = kubernetes.prometheusrule_objects(shards, per_shard.__getitem__, labels, s.rule_namespace)
+    pack_routing = alertmanager_config(catalog)
     files = {
         RULES_FILE: rules_template.render(groups=groups),
-        CRD_FILE: kubernetes.render_prometheusrules(objects, labels, s.rule_namespace),
-        ALERTMANAGER_FILE: ALERTMANAGER_HEADER + yaml.safe_dump(alertmanager_config(catalog), sort_keys=False, width=1000),
+        CRD_FILE: kubernetes.render_prometheusrules(CRD_FILE, objects, labels, s.rule_namespace),
+        ALERTMANAGER_FILE: ALERTMANAGER_HEADER + yaml.safe_dump(pack_routing, sort_keys=False, width=1000),
     }
     for shard in s.shard_by_cluster:
         files[cluster_rules_file(shard)] = rules_template.render(groups=per_shard[shard])
-    files.update(alertmanager_k8s.render(catalog, alertmanager_config(catalog)))
+    files.update(alertmanager_k8s.render(catalog, pack_routing))
     return files
