@@ -205,3 +205,13 @@ def test_a_bad_group_limit_is_one_line_naming_it(bad):
     with pytest.raises(UserError) as exc:
         load_catalog({"settings": {"max_groups_per_namespace": bad}})
     assert "settings.max_groups_per_namespace" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_the_new_committed_files_match_a_fresh_render(tmp_path):
+    """Drift, for the files this module's targets add (tests/test_render.py covers the rest)."""
+    from cilium_day2.render import grafana
+
+    assert main(["render", "--out", str(tmp_path)]) == 0
+    for rel in (alertmanager_k8s.ALERTMANAGERCONFIG_FILE, alertmanager_k8s.KPS_ALERTMANAGER_FILE,
+                grafana.CONFIGMAP_FILE, prometheus.CRD_FILE):
+        assert (tmp_path / rel).read_text() == (ROOT / rel).read_text(), f"{rel} drifted: run `cilium-day2 render`"
