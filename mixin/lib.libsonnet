@@ -13,7 +13,7 @@ local g(spec, v) = if v == 0 then '0' else std.format(spec, v);
     if std.isNumber(v) then v
     else
       local step(state, ch) =
-        if ch >= '0' && ch <= '9' then state { n: state.n * 10 + std.parseInt(ch) }
+        if ch >= '0' && ch <= '9' then local n = state.n * 10 + std.parseInt(ch); state { n: n }
         else if ch == 'h' then { total: state.total + state.n * 3600, n: 0 }
         else if ch == 'm' then { total: state.total + state.n * 60, n: 0 }
         else if ch == 's' then { total: state.total + state.n, n: 0 }
@@ -85,11 +85,16 @@ local g(spec, v) = if v == 0 then '0' else std.format(spec, v);
     else x,
 
   // A compiled rule, its markers substituted; its expression stays segments until grouped.
+  // (Jsonnet re-evaluates an object's field on every access; values bound to locals are
+  // evaluated once, so everything read repeatedly is a local here and below.)
   rule(r, m)::
-    { [k]: $.deep(r[k], m) for k in std.objectFields(r) if k != 'expr' }
-    + { segs: [if std.isString(s) then $.subst(s, m)
-               else { leaf: $.subst(s.leaf, m), name: if s.name == null then null else $.subst(s.name, m) }
-               for s in r.expr] },
+    local seg(s) =
+      if std.isString(s) then $.subst(s, m)
+      else
+        local leaf = $.subst(s.leaf, m), name = if s.name == null then null else $.subst(s.name, m);
+        { leaf: leaf, name: name };
+    local segs = [seg(s) for s in r.expr];
+    { [k]: $.deep(r[k], m) for k in std.objectFields(r) if k != 'expr' } + { segs: segs },
 
   // render.prometheus._signal_rules / absent_rules: what `_config` adds to an alert.
   finish(c, rule, hold, keep)::
@@ -105,33 +110,37 @@ local g(spec, v) = if v == 0 then '0' else std.format(spec, v);
   // first appearance, each recorded once unless its name is taken.
   shared(rules)::
     local refs = std.flattenArrays([[s for s in r.segs if std.isObject(s)] for r in rules]);
-    local counts = std.foldl(function(acc, s) acc + { [s.leaf]: (if std.objectHas(acc, s.leaf) then acc[s.leaf] else 0) + 1 },
-                             refs, {});
-    local taken = { [r.record]: true for r in rules if std.objectHas(r, 'record') };
+    // Leaves read at least twice: adjacent once sorted.
+    local sorted = std.sort([s.leaf for s in refs]);
+    local twice = { [t]: true for t in std.set([sorted[i] for i in std.range(1, std.length(sorted) - 1)
+                                                if sorted[i] == sorted[i - 1]]) };
+    local candidates = [s for s in refs if s.name != null && std.objectHas(twice, s.leaf)];
+    local firsts = std.foldl(function(acc, s) if std.member([a.leaf for a in acc], s.leaf) then acc else acc + [s],
+                             candidates, []);
+    local taken = [r.record for r in rules if std.objectHas(r, 'record')];
     std.foldl(function(st, s)
-                if std.objectHas(st.seen, s.leaf) then st
-                else if counts[s.leaf] < 2 || s.name == null || std.objectHas(st.taken, s.name)
-                then st { seen+: { [s.leaf]: true } }
-                else { seen: st.seen + { [s.leaf]: true }, taken: st.taken + { [s.name]: true },
-                       out: st.out + [s], names: st.names + { [s.leaf]: s.name } },
-              refs, { seen: {}, taken: taken, out: [], names: {} }),
+                if std.member(st.taken, s.name) then st
+                else local taken = st.taken + [s.name], out = st.out + [s]; { taken: taken, out: out },
+              firsts, { taken: taken, out: [] }).out,
   hoisted(rules)::
     local sh = $.shared(rules);
-    [{ record: s.name, expr: s.leaf } for s in sh.out]
+    local names = { [s.leaf]: s.name for s in sh };
+    [{ record: s.name, expr: s.leaf } for s in sh]
     + [{ [k]: r[k] for k in std.objectFields(r) if k != 'segs' }
-       + { expr: std.join('', [if std.isString(s) then s else if std.objectHas(sh.names, s.leaf) then sh.names[s.leaf] else s.leaf
+       + { expr: std.join('', [if std.isString(s) then s else if std.objectHas(names, s.leaf) then names[s.leaf] else s.leaf
                               for s in r.segs]) }
        for r in rules],
-  hoistedSize(rules):: std.length(rules) + std.length($.shared(rules).out),
+  hoistedSize(rules):: std.length(rules) + std.length($.shared(rules)),
 
   // render.prometheus._pack: consecutive units into groups of at most `limit` rules.
   pack(units, limit, where)::
     local st = std.foldl(function(st, u)
       local size = $.hoistedSize(u);
       assert size <= limit : 'cilium-day2 mixin: max_rules_per_group %d is below the %d rules of %s that must share one group' % [limit, size, where];
-      if std.length(st.current) > 0 && $.hoistedSize(st.current + u) > limit
-      then { chunks: st.chunks + [st.current], current: u }
-      else { chunks: st.chunks, current: st.current + u },
+      local joined = st.current + u;
+      if std.length(st.current) > 0 && $.hoistedSize(joined) > limit
+      then local chunks = st.chunks + [st.current]; { chunks: chunks, current: u }
+      else local chunks = st.chunks; { chunks: chunks, current: joined },
       units, { chunks: [], current: [] });
     st.chunks + (if std.length(st.current) > 0 then [st.current] else []),
 
@@ -192,10 +201,11 @@ local g(spec, v) = if v == 0 then '0' else std.format(spec, v);
                    else $.steps(c.signals[it.signal], compiled.signals[it.signal].comparison),
           } } },
         };
-        local x = p.x + 8;
-        { panels: p.panels + [panel], pid: p.pid + 1, x: if x >= 24 then 0 else x, y: if x >= 24 then p.y + 8 else p.y },
+        local x = p.x + 8, panels = p.panels + [panel], pid = p.pid + 1, y = if x >= 24 then p.y + 8 else p.y;
+        { panels: panels, pid: pid, x: if x >= 24 then 0 else x, y: y },
         items, { panels: [], pid: st.pid + 1, x: 0, y: st.y + 1 });
-      { panels: st.panels + [row] + placed.panels, pid: placed.pid, y: placed.y + (if placed.x > 0 then 8 else 0) },
+      local panels = st.panels + [row] + placed.panels, pid = placed.pid, y = placed.y + (if placed.x > 0 then 8 else 0);
+      { panels: panels, pid: pid, y: y },
       compiled.areas, { panels: [], pid: 1, y: 0 });
     $.deep(compiled.dashboard, m) { panels: layout.panels },
 }

@@ -9,7 +9,8 @@ Writes under DIR (default: the current directory):
     assets/prometheus/cilium-day2.rules.yml         plain Prometheus rule file
     assets/prometheus/cilium-day2.prometheusrule.yaml   prometheus-operator PrometheusRule
     assets/alertmanager/alertmanager.yml            Alertmanager configuration (routes, inhibition)
-    assets/grafana/cilium-day2.json                 Grafana dashboard
+    assets/grafana/cilium-day2.json                 Grafana dashboard (and its sidecar ConfigMap)
+    mixin/                                          jsonnet monitoring mixin (`_config`, alerts, dashboard)
     docs/signals.md                                 the signal reference (runbook anchors)
     README.md                                       the signals table, if DIR has one with markers
 
@@ -29,7 +30,7 @@ from typing import Dict, List, Optional
 
 from ..catalog import Catalog, load_catalog
 from ..errors import UserError
-from . import datadog, docs, grafana, limits, prometheus
+from . import datadog, docs, grafana, limits, mixin, prometheus
 
 BACKENDS = ("datadog", "prometheus", "grafana")
 MONITOR_DIR = datadog.MONITOR_DIR
@@ -41,7 +42,7 @@ def _renderers(only: Optional[str]):
     targets = {"datadog": datadog, "prometheus": prometheus, "grafana": grafana}
     if only is not None:
         return [targets[only]]
-    return list(targets.values()) + [docs]
+    return list(targets.values()) + [docs, mixin]
 
 
 # --- writing ----------------------------------------------------------------------------------------
