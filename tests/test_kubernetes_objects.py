@@ -215,3 +215,16 @@ def test_the_new_committed_files_match_a_fresh_render(tmp_path):
     for rel in (alertmanager_k8s.ALERTMANAGERCONFIG_FILE, alertmanager_k8s.KPS_ALERTMANAGER_FILE,
                 grafana.CONFIGMAP_FILE, prometheus.CRD_FILE):
         assert (tmp_path / rel).read_text() == (ROOT / rel).read_text(), f"{rel} drifted: run `cilium-day2 render`"
+
+
+def test_the_documented_values_for_rulers_without_keep_firing_for_render_none():
+    """docs/prometheus-stacks.md: Prometheus < 2.42 and Thanos < 0.34 have no keep_firing_for."""
+    doc = (ROOT / "docs" / "prometheus-stacks.md").read_text()
+    block = re.search(r"```yaml\n(# values.yaml \(ruler without keep_firing_for\)\n.*?)```", doc, re.S).group(1)
+    values = yaml.safe_load(block)
+    default = load_catalog()
+    assert {sid for sid in values["signals"]} == {s.id for s in default.signals if s.keep_firing_for}
+    text = prometheus.render(load_catalog(values))[prometheus.RULES_FILE]
+    rules = [r for g in yaml.safe_load(text)["groups"] for r in g["rules"]]
+    assert "keep_firing_for" not in text
+    assert all(r.get("for") for r in rules if "alert" in r)
