@@ -135,7 +135,7 @@ type Json<T> = T extends string ? `${T}` : T extends Array<infer U> ? Array<Json
   : T extends object ? { [K in keyof T]: Json<T[K]> } : T;
 export const dashboard: Json<Dashboard> = %s;
 """
-TS_PACKAGES = ["typescript@5", "@grafana/schema"]
+TS_PACKAGES = ["typescript@7.0.2", "@grafana/schema@13.2.3"]
 
 
 @pytest.fixture(scope="module")
