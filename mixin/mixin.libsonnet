@@ -1,6 +1,6 @@
 // cilium-day2 monitoring mixin: Day-2 alerts, recording rules and a dashboard for Cilium.
 //
-//   local cilium = (import 'cilium-day2/mixin.libsonnet') + {
+//   local cilium = (import 'github.com/<org>/cilium-day2/mixin/mixin.libsonnet') + {
 //     _config+:: { cluster_label: 'k8s_cluster', signals+: { bpf_map_pressure+: { warning: 0.7 } } },
 //   };
 //   { 'cilium-day2.rules.yml': std.manifestYamlDoc(cilium.prometheusAlerts) }

@@ -1,6 +1,6 @@
 """The monitoring mixin: `mixin/`, for jsonnet users (kubernetes-mixin and node-mixin style).
 
-    local cilium = (import 'github.com/.../mixin/mixin.libsonnet') + {
+    local cilium = (import 'github.com/<org>/cilium-day2/mixin/mixin.libsonnet') + {
       _config+:: { cluster_label: 'k8s_cluster', signals+: { bpf_map_pressure+: { warning: 0.7 } } },
     };
     cilium.prometheusAlerts   // {groups: [...]}: the rule groups `render` writes
