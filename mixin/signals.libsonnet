@@ -51,6 +51,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -110,6 +111,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -169,6 +171,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -228,6 +231,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -287,6 +291,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -346,6 +351,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -410,6 +416,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -474,6 +481,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -559,6 +567,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -618,6 +627,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -677,6 +687,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -736,6 +747,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -795,6 +807,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -854,6 +867,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -939,6 +953,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -998,6 +1013,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -1057,6 +1073,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -1116,6 +1133,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -1175,6 +1193,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -1234,6 +1253,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -1293,6 +1313,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -1379,6 +1400,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -1438,6 +1460,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -1497,6 +1520,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -1556,6 +1580,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -1615,6 +1640,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -1674,6 +1700,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -1733,6 +1760,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -1792,6 +1820,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -1851,6 +1880,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -1910,6 +1940,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -1999,6 +2030,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -2058,6 +2090,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -2117,6 +2150,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -2176,6 +2210,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -2235,6 +2270,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -2294,6 +2330,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -2353,6 +2390,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -2412,6 +2450,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -2471,6 +2510,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -2530,6 +2570,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -2589,6 +2630,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -2648,6 +2690,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -2707,6 +2750,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -2766,6 +2810,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -2830,6 +2875,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -2923,6 +2969,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -2982,6 +3029,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [
@@ -3041,6 +3089,7 @@
       },
       "options": {
        "legend": {
+        "showLegend": true,
         "displayMode": "table",
         "placement": "bottom",
         "calcs": [

@@ -130,10 +130,15 @@ def test_the_configmap_is_what_the_grafana_sidecar_loads():
 
 # The dashboard as its JSON: an enum member of the schema types is its string value; every
 # other type, and the check for fields the types do not have, is the schema's own.
+# The time series panels' `options` and `fieldConfig.defaults.custom` (open records in the
+# dashboard type) are checked against the time series panel's own schema types.
 TS_CHECK = """import { Dashboard } from '@grafana/schema';
+import { Options, FieldConfig } from '@grafana/schema/dist/esm/raw/composable/timeseries/panelcfg/x/TimeSeriesPanelCfg_types.gen';
 type Json<T> = T extends string ? `${T}` : T extends Array<infer U> ? Array<Json<U>>
   : T extends object ? { [K in keyof T]: Json<T[K]> } : T;
 export const dashboard: Json<Dashboard> = %s;
+export const options: Json<Options>[] = %s;
+export const custom: Json<FieldConfig>[] = %s;
 """
 TS_PACKAGES = ["typescript@7.0.2", "@grafana/schema@13.2.3"]
 
@@ -158,7 +163,10 @@ def tsc(tmp_path_factory):
 
 
 def type_check(folder, dashboard):
-    (folder / "check.ts").write_text(TS_CHECK % json.dumps(dashboard, indent=1))
+    series = [p for p in dashboard["panels"] if p["type"] == "timeseries"]
+    (folder / "check.ts").write_text(TS_CHECK % (
+        json.dumps(dashboard, indent=1), json.dumps([p["options"] for p in series], indent=1),
+        json.dumps([p["fieldConfig"]["defaults"]["custom"] for p in series], indent=1)))
     return subprocess.run([str(folder / "node_modules/.bin/tsc"), "--noEmit", "--strict", "--moduleResolution", "bundler",
                            "--module", "esnext", "--target", "es2020", "check.ts"],
                           cwd=folder, capture_output=True, text=True, timeout=600)
@@ -170,12 +178,14 @@ def test_the_dashboard_type_checks_against_grafana_schema(tsc):
 
 
 def test_the_type_check_catches_what_the_schema_does_not_have(tsc):
-    """Not vacuous: an empty `current`, a field no panel has, a wrong enum value all fail."""
+    """Not vacuous: an empty `current`, a field no panel has, a wrong enum value, a legend
+    without `showLegend` all fail."""
     dashboard = json.loads((ROOT / grafana.GRAFANA_FILE).read_text())
+    del dashboard["panels"][3]["options"]["legend"]["showLegend"]
     dashboard["templating"]["list"][1]["current"] = {}
     dashboard["panels"][1]["notAPanelField"] = 1
     dashboard["panels"][2]["fieldConfig"]["defaults"]["thresholds"]["mode"] = "absolut"
     result = type_check(tsc, dashboard)
     assert result.returncode != 0
-    for needle in ("Type '{}' is missing", "notAPanelField", '"absolut"'):
+    for needle in ("Type '{}' is missing", "notAPanelField", '"absolut"', "showLegend"):
         assert needle in result.stdout, needle
