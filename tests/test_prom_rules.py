@@ -225,7 +225,7 @@ def _grafana_exprs(dashboard):
             exprs.append(target["expr"])
     for var in dashboard["templating"]["list"]:
         if var["type"] == "query":
-            exprs.append(var["definition"])
+            exprs.append(var["query"]["query"])  # the variable query (no `definition`: not in the schema)
     return exprs
 
 
