@@ -2,7 +2,10 @@
 endpoints -> Prometheus 2.42 -> Alertmanager 0.25 -> a webhook on 127.0.0.1) the expected
 notifications arrive naming their cluster, while a critical alert for one subnet, reason or node
 never silences the warning for another. The same run shows what kube-prometheus' default
-inhibition does to these alerts, and that the merge docs/prometheus-stacks.md describes fixes it."""
+inhibition does to these alerts, and that the rendered merge with kube-prometheus-stack's
+defaults (assets/alertmanager/alertmanager.kube-prometheus-stack.yml) fixes it: a critical
+alert on one node or cluster never silences a warning on another. The AlertmanagerConfig
+variant routes the pack's alerts once they carry its namespace."""
 
 import subprocess
 import time
@@ -13,7 +16,7 @@ import pytest
 import yaml
 
 from cilium_day2.catalog import load_catalog
-from cilium_day2.render import prometheus
+from cilium_day2.render import alertmanager_k8s, prometheus
 
 from .alertmanager_server import (AMTOOL, AlertmanagerServer, WebhookReceiver, require_alertmanager, require_amtool,
                                   webhook_config)
@@ -21,14 +24,8 @@ from .local_server import BackgroundHTTPServer
 from .prometheus_server import PrometheusServer, require_prometheus
 
 ROOT = Path(__file__).resolve().parents[1]
-# kube-prometheus' (and kube-prometheus-stack's) default inhibition, as it ships.
-KUBE_PROMETHEUS_INHIBIT = [
-    {"source_matchers": ["severity = critical"], "target_matchers": ["severity =~ warning|info"],
-     "equal": ["namespace", "alertname"]},
-    {"source_matchers": ["severity = warning"], "target_matchers": ["severity = info"],
-     "equal": ["namespace", "alertname"]},
-    {"source_matchers": ["alertname = InfoInhibitor"], "target_matchers": ["severity = info"], "equal": ["namespace"]},
-]
+# kube-prometheus-stack's default inhibition, as its chart ships it (recorded in the pack's data).
+KUBE_PROMETHEUS_INHIBIT = alertmanager_k8s.kps_defaults()["inhibit_rules"]
 
 
 def amtool(*args):
@@ -114,7 +111,9 @@ PAGES = {
     "/c1/operator": [('cilium_operator_ipam_available_ips_per_subnet{subnet_id="subnet-a",availability_zone="az1"}', 10, False),
                      ('cilium_operator_ipam_available_ips_per_subnet{subnet_id="subnet-b",availability_zone="az2"}', 100, False)],
     # A cluster that its Prometheus names only in `external_labels` (no cluster label on targets).
-    "/ext/n9": [('cilium_bpf_map_pressure{map_name="ct4_global"}', 0.97, False)],
+    # Its node n9 also drops on CT at the warning rate: the critical of cluster c1 must not hide it.
+    "/ext/n9": [('cilium_bpf_map_pressure{map_name="ct4_global"}', 0.97, False),
+                (f'cilium_drop_count_total{{reason="{CT}",direction="EGRESS"}}', 0.5, True)],
     "/ext/operator": [('cilium_operator_ipam_available_ips_per_subnet{subnet_id="subnet-z",availability_zone="az1"}', 500, False)],
 }
 TARGETS = [("cilium-agent", "/c1/n1", {"cluster": "c1", "node": "n1"}),
@@ -130,6 +129,7 @@ EXPECTED = {
     ("CiliumIpamSubnetExhaustion", "critical", (("cluster", "c1"), ("subnet_id", "subnet-a"))),
     ("CiliumIpamSubnetExhaustion", "warning", (("cluster", "c1"), ("subnet_id", "subnet-b"))),
     ("CiliumBpfMapPressure", "critical", (("cluster", "ext1"), ("node", "n9"), ("map_name", "ct4_global"))),
+    ("CiliumDatapathCapacityDrops", "warning", (("cluster", "ext1"), ("node", "n9"), ("reason", CT))),
 }
 # The warnings that the critical of the same label set inhibits.
 INHIBITED = {
@@ -164,15 +164,15 @@ def delivered():
     require_prometheus()
     require_alertmanager()
     catalog = load_catalog(fast_values())
-    base = yaml.safe_load(prometheus.render(catalog)[prometheus.ALERTMANAGER_FILE])
-    ours = base["inhibit_rules"]
-    # The merge docs/prometheus-stacks.md describes: kube-prometheus' rules skip cilium-day2's
-    # alerts (`signal=""`), and ours are appended.
-    merged = [{**r, "target_matchers": r["target_matchers"] + ['signal=""']} for r in KUBE_PROMETHEUS_INHIBIT] + ours
+    rendered = prometheus.render(catalog)
+    base = yaml.safe_load(rendered[prometheus.ALERTMANAGER_FILE])
+    # The rendered kube-prometheus-stack configuration: the chart's defaults and the pack's, merged.
+    merged = yaml.safe_load(rendered[alertmanager_k8s.KPS_ALERTMANAGER_FILE])
+    merged.pop("templates", None)  # the chart's template folder does not exist here
     with Endpoints(PAGES) as endpoints, WebhookReceiver() as hook, \
             AlertmanagerServer(webhook_config(base, hook, "ours")) as am_ours, \
             AlertmanagerServer(webhook_config(base, hook, "kube-prometheus", KUBE_PROMETHEUS_INHIBIT)) as am_kp, \
-            AlertmanagerServer(webhook_config(base, hook, "merged", merged)) as am_merged:
+            AlertmanagerServer(webhook_config(merged, hook, "merged")) as am_merged:
         rules = Path(am_ours._dir) / "rules.yml"
         rules.write_text(prometheus.render(catalog)[prometheus.RULES_FILE])
         config = {
@@ -219,6 +219,88 @@ def test_kube_prometheus_default_inhibition_hides_warnings_of_other_nodes_and_su
 
 
 @pytest.mark.prometheus
-def test_the_documented_merge_with_kube_prometheus_keeps_the_other_warnings(delivered):
+def test_the_rendered_kube_prometheus_stack_merge_keeps_the_other_warnings(delivered):
+    """A critical on node n1 of cluster c1 silences neither n2's warning nor cluster ext1's."""
     got, _ = delivered
     assert got["merged"] == got["ours"] == EXPECTED
+    assert ("CiliumDatapathCapacityDrops", "warning", (("cluster", "ext1"), ("node", "n9"), ("reason", CT))) \
+        in got["merged"]
+
+
+# --- the merged kube-prometheus-stack configuration and the AlertmanagerConfig -------------------------
+
+
+@pytest.mark.prometheus
+def test_the_committed_kube_prometheus_stack_merge_passes_amtool_and_keeps_the_charts_routes(tmp_path):
+    require_amtool()
+    merged = yaml.safe_load((ROOT / alertmanager_k8s.KPS_ALERTMANAGER_FILE).read_text())
+    merged.pop("templates")
+    (tmp_path / "am.yml").write_text(yaml.safe_dump(merged))
+    result = amtool("check-config", str(tmp_path / "am.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    for labels, receiver in ((["signal=bpf_map_pressure", "severity=critical", "cluster=c1"], "cilium-day2-critical"),
+                             (["alertname=Watchdog", "severity=none"], "null"),
+                             (["alertname=KubePodCrashLooping", "severity=warning", "namespace=x"], "null")):
+        result = amtool("config", "routes", "test", f"--config.file={tmp_path / 'am.yml'}", *labels)
+        assert result.stdout.strip() == receiver, (labels, result.stdout + result.stderr)
+    # Every one of the chart's own inhibit rules is kept, and none reaches the pack's alerts.
+    chart = KUBE_PROMETHEUS_INHIBIT
+    assert len([r for r in merged["inhibit_rules"] if 'signal=""' in r["target_matchers"]]) == len(chart)
+
+
+def operator_generated(amc, root_receiver="null"):
+    """The Alertmanager configuration prometheus-operator generates from an AlertmanagerConfig
+    with its default matcher strategy (OnNamespace): the object's route under the root with
+    `namespace="<ns>"` prepended and `continue: true`; receivers and inhibit rules named and
+    scoped to the namespace the same way."""
+    ns, name = amc["metadata"]["namespace"], amc["metadata"]["name"]
+    prefix = f"{ns}/{name}/"
+
+    def matchers(items):
+        return [f'{m["name"]}{m.get("matchType", "=")}"{m["value"]}"' for m in items]
+
+    def route(r, top=False):
+        out = {"receiver": prefix + r["receiver"], "matchers": ([f'namespace="{ns}"'] if top else []) + matchers(r.get("matchers", []))}
+        for key, yaml_key in (("groupBy", "group_by"), ("groupWait", "group_wait"), ("groupInterval", "group_interval"),
+                              ("repeatInterval", "repeat_interval")):
+            if key in r:
+                out[yaml_key] = r[key]
+        if top:
+            out["continue"] = True
+        if r.get("routes"):
+            out["routes"] = [route(c) for c in r["routes"]]
+        return out
+
+    spec = amc["spec"]
+    return {
+        "route": {"receiver": root_receiver, "routes": [route(spec["route"], top=True)]},
+        "receivers": [{"name": root_receiver}] + [
+            {"name": prefix + r["name"], "webhook_configs": [{"url": w["url"], "send_resolved": w["sendResolved"]}
+                                                             for w in r.get("webhookConfigs", [])]}
+            for r in spec["receivers"]],
+        "inhibit_rules": [{"source_matchers": [f'namespace="{ns}"'] + matchers(i["sourceMatch"]),
+                           "target_matchers": [f'namespace="{ns}"'] + matchers(i["targetMatch"]),
+                           "equal": i["equal"]} for i in spec["inhibitRules"]],
+    }
+
+
+@pytest.mark.prometheus
+def test_the_alertmanagerconfig_matches_only_alerts_carrying_its_namespace(tmp_path):
+    """The operator's namespace matcher: without `namespace` on the alerts nothing routes; with
+    `settings.alert_labels: {namespace: <the object's namespace>}` every rendered alert does."""
+    require_amtool()
+    catalog = load_catalog({"settings": {"alert_labels": {"namespace": "monitoring"}}})
+    rendered = prometheus.render(catalog)
+    amc = yaml.safe_load(rendered[alertmanager_k8s.ALERTMANAGERCONFIG_FILE])
+    assert amc["metadata"]["namespace"] == "monitoring"
+    (tmp_path / "am.yml").write_text(yaml.safe_dump(operator_generated(amc)))
+    assert amtool("check-config", str(tmp_path / "am.yml")).returncode == 0
+    alerts = [r for g in yaml.safe_load(rendered[prometheus.RULES_FILE])["groups"] for r in g["rules"] if "alert" in r]
+    assert alerts and all(r["labels"]["namespace"] == "monitoring" for r in alerts)
+    for rule in (alerts[0], alerts[-1]):
+        labels = [f"{k}={v}" for k, v in rule["labels"].items()] + ["cluster=c1"]
+        routed = amtool("config", "routes", "test", f"--config.file={tmp_path / 'am.yml'}", *labels).stdout.strip()
+        assert routed == f"monitoring/cilium-day2/cilium-day2-{rule['labels']['severity']}", (rule["alert"], routed)
+        without = [x for x in labels if not x.startswith("namespace=")]
+        routed = amtool("config", "routes", "test", f"--config.file={tmp_path / 'am.yml'}", *without).stdout.strip()
+        assert routed == "null"

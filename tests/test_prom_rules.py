@@ -119,8 +119,8 @@ def test_rules_sharded_by_cluster_alert_once_from_their_own_cluster_group(tmp_pa
     (tmp_path / "rules.yml").write_text(rules)
     check = promtool("check", "rules", "--lint=all", "--lint-fatal", str(tmp_path / "rules.yml"))
     assert check.returncode == 0, check.stdout + check.stderr
-    crd = yaml.safe_load(prometheus.render(catalog)[prometheus.CRD_FILE])
-    assert crd["spec"]["groups"] == groups
+    crds = yaml.safe_load_all(prometheus.render(catalog)[prometheus.CRD_FILE])
+    assert [g for crd in crds if crd for g in crd["spec"]["groups"]] == groups
     tests = build_tests(catalog, str(tmp_path / "rules.yml"), load_scenarios())
     (tmp_path / "t.yml").write_text(yaml.safe_dump(tests, sort_keys=False, width=200))
     result = promtool("test", "rules", str(tmp_path / "t.yml"))
@@ -225,7 +225,7 @@ def _grafana_exprs(dashboard):
             exprs.append(target["expr"])
     for var in dashboard["templating"]["list"]:
         if var["type"] == "query":
-            exprs.append(var["definition"])
+            exprs.append(var["query"]["query"])  # the variable query (no `definition`: not in the schema)
     return exprs
 
 

@@ -42,10 +42,11 @@ def test_rule_labels_namespace_and_alert_labels_reach_the_prometheusrule_and_eve
     assert all(r["labels"]["team"] == "network" for g in crd["spec"]["groups"] for r in g["rules"] if "alert" in r)
 
 
-def test_without_rule_settings_the_prometheusrule_has_no_namespace_and_only_its_own_labels():
+def test_without_rule_settings_the_prometheusrule_is_what_a_default_kube_prometheus_stack_loads():
     crd = yaml.safe_load(prometheus.render(load_catalog())[prometheus.CRD_FILE])
-    assert "namespace" not in crd["metadata"]
-    assert set(crd["metadata"]["labels"]) == {"app.kubernetes.io/name", "app.kubernetes.io/part-of", "role"}
+    assert crd["metadata"]["namespace"] == "monitoring"
+    assert crd["metadata"]["labels"] == {"app.kubernetes.io/name": "cilium-day2", "app.kubernetes.io/part-of": "cilium-day2",
+                                         "role": "alert-rules", "release": "kube-prometheus-stack"}
 
 
 @pytest.mark.parametrize("values,key", [

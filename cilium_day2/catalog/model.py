@@ -121,10 +121,15 @@ class Settings:
     max_rules_per_group: int = 20
     # The PrometheusRule's `metadata.labels` (added to the pack's own) and `metadata.namespace`:
     # kube-prometheus-stack only loads rules its `ruleSelector` matches (`release: <release>`).
-    rule_labels: Tuple[Tuple[str, str], ...] = ()
-    rule_namespace: str = ""
+    # The defaults are what a default kube-prometheus-stack install selects: its chart's
+    # `ruleSelector` is `release: <Helm release name>`, here the chart's own name.
+    rule_labels: Tuple[Tuple[str, str], ...] = (("release", "kube-prometheus-stack"),)
+    rule_namespace: str = "monitoring"
     # Static labels on every alert (Prometheus and Alertmanager), e.g. `team: network`.
     alert_labels: Tuple[Tuple[str, str], ...] = ()
+    # Rule groups a ruler accepts per tenant/namespace (Mimir's `ruler.max-rule-groups-per-tenant`
+    # default is 70): `render` warns above it, `render --strict` refuses.
+    max_groups_per_namespace: int = 70
 
     def job(self, target: str) -> str:
         return {"agent": self.agent_job, "operator": self.operator_job, "hubble": self.hubble_job}[target]

@@ -9,7 +9,8 @@ Writes under DIR (default: the current directory):
     assets/prometheus/cilium-day2.rules.yml         plain Prometheus rule file
     assets/prometheus/cilium-day2.prometheusrule.yaml   prometheus-operator PrometheusRule
     assets/alertmanager/alertmanager.yml            Alertmanager configuration (routes, inhibition)
-    assets/grafana/cilium-day2.json                 Grafana dashboard
+    assets/grafana/cilium-day2.json                 Grafana dashboard (and its sidecar ConfigMap)
+    mixin/                                          jsonnet monitoring mixin (`_config`, alerts, dashboard)
     docs/signals.md                                 the signal reference (runbook anchors)
     README.md                                       the signals table, if DIR has one with markers
 
@@ -21,6 +22,7 @@ place only when all of it rendered, so a bad values file writes nothing.
 from __future__ import annotations
 
 import os
+import sys
 import shutil
 import tempfile
 from pathlib import Path
@@ -28,7 +30,7 @@ from typing import Dict, List, Optional
 
 from ..catalog import Catalog, load_catalog
 from ..errors import UserError
-from . import datadog, docs, grafana, prometheus
+from . import datadog, docs, grafana, limits, mixin, prometheus
 
 BACKENDS = ("datadog", "prometheus", "grafana")
 MONITOR_DIR = datadog.MONITOR_DIR
@@ -40,7 +42,7 @@ def _renderers(only: Optional[str]):
     targets = {"datadog": datadog, "prometheus": prometheus, "grafana": grafana}
     if only is not None:
         return [targets[only]]
-    return list(targets.values()) + [docs]
+    return list(targets.values()) + [docs, mixin]
 
 
 # --- writing ----------------------------------------------------------------------------------------
@@ -119,11 +121,16 @@ def add_arguments(parser):
     parser.add_argument("--values", metavar="FILE", help="overrides: thresholds, windows, label/tag names, enabled signals")
     parser.add_argument("--out", metavar="DIR", default=".", help="output root; assets/ and docs/ are written under it (default: .)")
     parser.add_argument("--only", choices=BACKENDS, help="render only one backend's assets")
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse (write nothing) when a rules file exceeds the ruler limits in settings")
 
 
 def run(args) -> int:
     catalog = load_catalog(args.values) if args.values else load_catalog()
     files = render_files(catalog, args.only)
+    over = limits.problems(files, catalog.settings)
+    if over and getattr(args, "strict", False):
+        raise UserError(f"--strict: {over[0]} (nothing was written)")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: not a directory")
@@ -137,6 +144,8 @@ def run(args) -> int:
         groups = prometheus.prometheus_groups(catalog)
         print(f"  Prometheus: {len(groups)} rule groups, the largest with {max(len(g['rules']) for g in groups)} rules "
               f"(settings.max_rules_per_group: {catalog.settings.max_rules_per_group})")
+    for line in over:
+        print(f"cilium-day2 render: warning: {line}", file=sys.stderr)
     if args.only in (None, "datadog"):
         for sid, reason in skipped.items():
             print(f"  no Datadog monitor for {sid}: {reason}")

@@ -12,11 +12,13 @@ Annotations name the cluster from the alert's cluster label, or from Prometheus'
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Dict, List, Optional, Sequence
 
 import yaml
 
+from . import alertmanager_k8s, kubernetes
 from .promql import PromQL, quote
 from ..catalog import Catalog, Signal, format_duration
 from ..errors import UserError
@@ -24,6 +26,7 @@ from ..catalog.query import Up
 from .text import comparison_text, env, format_threshold, format_value, runbook_url, value_template
 
 RULES_FILE = "assets/prometheus/cilium-day2.rules.yml"
+CLUSTER_RULES_DIR = "assets/prometheus/clusters"
 CRD_FILE = "assets/prometheus/cilium-day2.prometheusrule.yaml"
 ALERTMANAGER_FILE = "assets/alertmanager/alertmanager.yml"
 TARGETS_GROUP = "targets"
@@ -383,14 +386,31 @@ ALERTMANAGER_HEADER = """\
 # --- files ----------------------------------------------------------------------------------------
 
 
+def cluster_rules_file(shard: str) -> str:
+    """Per-cluster rule file of a sharded render, for one ruler tenant each (`mimirtool rules sync`)."""
+    return f"{CLUSTER_RULES_DIR}/{kubernetes.k8s_name_part(shard)}.rules.yml"
+
+
 def render(catalog: Catalog) -> Dict[str, str]:
-    groups = prometheus_groups(catalog)
     s = catalog.settings
-    labels = {"app.kubernetes.io/name": "cilium-day2", "app.kubernetes.io/part-of": "cilium-day2",
-              "role": "alert-rules", **dict(s.rule_labels)}
-    return {
-        RULES_FILE: env.get_template("prometheus_rules.yml.j2").render(groups=groups),
-        CRD_FILE: env.get_template("prometheusrule.yaml.j2").render(
-            groups=groups, labels=labels, namespace=s.rule_namespace),
-        ALERTMANAGER_FILE: ALERTMANAGER_HEADER + yaml.safe_dump(alertmanager_config(catalog), sort_keys=False, width=1000),
+    labels = {**kubernetes.PACK_LABELS, "role": "alert-rules", **dict(s.rule_labels)}
+    rules_template = env.get_template("prometheus_rules.yml.j2")
+    shards = list(s.shard_by_cluster) or [None]
+    if s.shard_by_cluster:
+        # Each cluster's groups on their own; together, in order, they are the sharded render.
+        per_shard = {shard: prometheus_groups(Catalog(dataclasses.replace(s, shard_by_cluster=(shard,)),
+                                                      catalog.areas, catalog.signals)) for shard in shards}
+    else:
+        per_shard = {None: prometheus_groups(catalog)}
+    groups = [g for shard in shards for g in per_shard[shard]]
+    objects = kubernetes.prometheusrule_objects(shards, per_shard.__getitem__, labels, s.rule_namespace)
+    pack_routing = alertmanager_config(catalog)
+    files = {
+        RULES_FILE: rules_template.render(groups=groups),
+        CRD_FILE: kubernetes.render_prometheusrules(CRD_FILE, objects, labels, s.rule_namespace),
+        ALERTMANAGER_FILE: ALERTMANAGER_HEADER + yaml.safe_dump(pack_routing, sort_keys=False, width=1000),
     }
+    for shard in s.shard_by_cluster:
+        files[cluster_rules_file(shard)] = rules_template.render(groups=per_shard[shard])
+    files.update(alertmanager_k8s.render(catalog, pack_routing))
+    return files
