@@ -9,11 +9,13 @@ signal of the catalog (with `--values` overrides) through the same query model t
 rules and Datadog monitors are rendered from, and prints one line per signal. Its exit status is
 a gate for a Helm post-upgrade hook or a CI job:
 
-    0  every signal OK (NO DATA for features that are off does not fail the gate)
+    0  every enabled signal evaluated and OK, or not applicable with its reason (IPAM and
+       cloud-API signals under cluster-pool IPAM, see doctor/applicability.py)
     1  at least one WARNING
     2  at least one CRITICAL
-    3  could not evaluate: a component it was pointed at gave no Cilium metrics (unreachable, or
-       not a Cilium endpoint, e.g. a node_exporter), and nothing is WARNING or CRITICAL
+    3  could not evaluate, and nothing is WARNING or CRITICAL: a signal has no data (its
+       families were not exposed, a component was not given or gave no Cilium metrics, or the
+       samples span less than its window). No data is never OK.
 
 Every endpoint is read through the shared bounded reader (cilium_day2.exposition):
 `--timeout` bounds each whole response, bodies and lines have size limits (docs/limits.md), and a
@@ -25,19 +27,20 @@ from __future__ import annotations
 import json
 import math
 import sys
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, List, Optional
 
 from urllib.parse import urlsplit
 
 from .. import metrics
+from .applicability import IPAM_FEATURE, NOT_APPLICABLE, mark_not_applicable
 from ..exposition import body
 from ..errors import UserError
 from ..catalog.evaluate import CRITICAL, NO_DATA, OK, WARNING, evaluate_catalog, overall
 from ..catalog.query import Distinct, Outlier, Quantile, Sample, Snapshot, iter_nodes, iter_selectors
-from ..exposition.reader import ExpositionReader, FamilyPlan
+from ..exposition.reader import ExpositionReader, FamilyPlan, looks_like_exposition
 from ..urls import safe_url
 
 EXIT = {OK: 0, WARNING: 1, CRITICAL: 2}
@@ -53,6 +56,10 @@ DEMO_INTERVAL = 1.0
 # families is not a Cilium endpoint of that kind.
 COMPONENT_PREFIXES = {"agent": ("cilium_",), "operator": ("cilium_operator_",), "hubble": ("hubble_",)}
 COMPONENT_PORTS = {"agent": 9962, "operator": 9963, "hubble": 9965}
+# Requests in flight at once, and how long past --timeout a request may take to report its own
+# timeout before it is abandoned.
+MAX_PARALLEL = 16
+DEADLINE_GRACE = 0.25
 
 
 @dataclass
@@ -126,7 +133,38 @@ def endpoints_from_args(args) -> List[Endpoint]:
     out = [_named(v, "agent") for v in args.agent]
     out += [_named(v, "operator") for v in args.operator]
     out += [_named(v, "hubble") for v in args.hubble]
+    check_unique(out)
     return out
+
+
+def _url_key(url):
+    """A URL as a server sees it: scheme and host in lower case, the default port filled in."""
+    if url.startswith("k8s://"):
+        return url
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or (443 if scheme == "https" else 80)
+    return (scheme, (parts.hostname or "").lower(), port, parts.path or "/", parts.query)
+
+
+def check_unique(endpoints) -> None:
+    """Refuse the same endpoint twice, or two endpoints of one component under one node name:
+    their samples would be added up (or overwrite each other) into a verdict about no real node."""
+    urls, names = {}, {}
+    for e in endpoints:
+        key = _url_key(e.url)
+        if key in urls:
+            other = urls[key]
+            raise UserError(f"--{e.component} {e.shown}: the same endpoint is given twice "
+                            f"(also as --{other.component}); give each endpoint once")
+        urls[key] = e
+        if e.component == "operator":
+            continue  # operator replicas are told apart by URL; their families carry no node label
+        if (e.component, e.name) in names:
+            other = names[(e.component, e.name)]
+            raise UserError(f"--{e.component}: two endpoints are named {e.name!r} ({other.shown} and {e.shown}); "
+                            f"name each node once with NODE=URL")
+        names[(e.component, e.name)] = e
 
 
 def kubernetes_endpoints(context=None, namespace="kube-system") -> List[Endpoint]:
@@ -212,6 +250,7 @@ def reader_plans(catalog):
         if component == "hubble":
             reduce = set(metrics.HUBBLE_BOUNDED_LABELS.get(family, ())) | needed[family] | {"le"}
         plans[component].append(FamilyPlan(family, kind, reduce))
+    plans["agent"].append(FamilyPlan(IPAM_FEATURE, "gauge", None))  # the IPAM mode (applicability)
     return plans
 
 
@@ -230,10 +269,12 @@ def read_samples(chunks, labels, plans, component):
 
     reader = ExpositionReader(plans, on_sample)
     stats = reader.read(chunks)
-    if not stats.lines:
+    if stats.unterminated and (stats.recognised or looks_like_exposition(stats.unterminated)):
+        raise ScrapeError(truncated_message(stats.unterminated))
+    if not stats.lines and not stats.unterminated:
         raise ScrapeError("the response is empty: no metrics")
     if not stats.recognised:
-        first = stats.first_malformed[1] if stats.first_malformed else ""
+        first = stats.first_malformed[1] if stats.first_malformed else stats.unterminated
         raise ScrapeError(f"not Prometheus text{f' (first line: {first!r})' if first else ''}")
     prefixes = COMPONENT_PREFIXES[component]
     if component == "agent":
@@ -246,6 +287,11 @@ def read_samples(chunks, labels, plans, component):
             f"{component} metrics port (:{COMPONENT_PORTS[component]})?"
         )
     return out
+
+
+def truncated_message(partial):
+    return (f"the response ends inside a line ({partial!r} has no newline): a truncated body; "
+            "Prometheus fails such a scrape, and so does doctor")
 
 
 def fetch_samples(endpoint: Endpoint, timeout: float, labels, plans):
@@ -302,30 +348,62 @@ class Sampler:
             labels["node"] = endpoint.name
         return labels
 
-    def _scrape(self, endpoint):
+    def _fetch(self, endpoint):
+        """(samples, error, answered as Cilium); never raises."""
         labels = self._labels(endpoint)
         try:
-            samples = fetch_samples(endpoint, self.timeout, labels, self.plans[endpoint.component])
-            up = 1.0
+            return fetch_samples(endpoint, self.timeout, labels, self.plans[endpoint.component]), "", True
         except NotCilium as exc:
-            # Not "down" (it answered) and not "up" as Cilium: no `up` sample at all.
-            self.status[id(endpoint)].error = str(exc)
-            return []
+            return None, str(exc), False
         except ScrapeError as exc:
-            samples, up = [], 0.0
-            self.status[id(endpoint)].error = str(exc)
+            return [], str(exc), False
         except Exception as exc:  # a Kubernetes proxy error, for instance
-            samples, up = [], 0.0
-            self.status[id(endpoint)].error = body.describe_failure(exc)
-        if up:
-            self.status[id(endpoint)].ok_samples += 1
-        samples.append(Sample("up", dict(labels, target=endpoint.component), up))
+            return [], body.describe_failure(exc), False
+
+    def _record(self, endpoint, result):
+        samples, error, ok = result
+        status = self.status[id(endpoint)]
+        if error:
+            status.error = error
+        if samples is None:
+            # Not "down" (it answered) and not "up" as Cilium: no `up` sample at all.
+            return []
+        if ok:
+            status.ok_samples += 1
+        labels = self._labels(endpoint)
+        samples.append(Sample("up", dict(labels, target=endpoint.component), 1.0 if ok else 0.0))
         return samples
+
+    def _scrape_all(self):
+        """One result per endpoint, all within one deadline: `--timeout` bounds connecting, the
+        status line, the headers, redirects and the body together, whatever the server does.
+        Each request runs on a daemon thread; one still running at the deadline is abandoned
+        (it cannot keep the process alive) and reported as timed out."""
+        results = [None] * len(self.endpoints)
+
+        def work(i, done):
+            try:
+                results[i] = self._fetch(self.endpoints[i])
+            finally:
+                done.release()
+
+        for start in range(0, len(self.endpoints), MAX_PARALLEL):
+            batch = range(start, min(len(self.endpoints), start + MAX_PARALLEL))
+            done = threading.Semaphore(0)
+            deadline = time.monotonic() + self.timeout + DEADLINE_GRACE
+            for i in batch:
+                threading.Thread(target=work, args=(i, done), daemon=True, name="doctor-scrape").start()
+            finished = 0
+            # Wait in short steps so that Ctrl-C is seen at once.
+            while finished < len(batch) and time.monotonic() < deadline:
+                if done.acquire(timeout=min(0.2, max(0.0, deadline - time.monotonic()))):
+                    finished += 1
+        late = f"timed out: no complete response within {self.timeout:g}s (--timeout; connecting, headers, redirects and body together)"
+        return [r if r is not None else ([], late, False) for r in results]
 
     def take(self):
         wall = time.time()
-        with ThreadPoolExecutor(max_workers=min(16, max(1, len(self.endpoints)))) as pool:
-            results = list(pool.map(self._scrape, self.endpoints))
+        results = [self._record(e, r) for e, r in zip(self.endpoints, self._scrape_all())]
         # Simulated time when the clock is compressed, so that rates are per simulated second.
         stamp = self._t0_wall + (wall - self._t0_wall) * self.time_scale
         snap = Snapshot(stamp)
@@ -404,7 +482,7 @@ def format_threshold(finding):
 
 
 def format_culprit(finding, cluster_label="cluster"):
-    if finding.status == NO_DATA:
+    if finding.status in (NO_DATA, NOT_APPLICABLE):
         return finding.reason
     if finding.status == OK:
         return ""
@@ -429,8 +507,8 @@ def hint(runbook, min_chars=60):
 def render_table(findings, statuses, header, show_all=False, unevaluated=""):
     lines = [header, ""]
     rows = [("SIGNAL", "STATUS", "VALUE", "THRESHOLD", "CULPRIT")]
-    shown = [f for f in findings if show_all or f.status in (WARNING, CRITICAL)]
-    order = {CRITICAL: 0, WARNING: 1, NO_DATA: 2, OK: 3}
+    shown = [f for f in findings if show_all or f.status in (WARNING, CRITICAL, NO_DATA)]
+    order = {CRITICAL: 0, WARNING: 1, NO_DATA: 2, NOT_APPLICABLE: 3, OK: 4}
     shown.sort(key=lambda f: order[f.status])
     for f in shown:
         rows.append((f.id, f.status, format_value(f.value, f.signal.unit), format_threshold(f), format_culprit(f)))
@@ -438,11 +516,11 @@ def render_table(findings, statuses, header, show_all=False, unevaluated=""):
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         for r in rows:
             lines.append("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4])
-    counts = {s: sum(1 for f in findings if f.status == s) for s in (CRITICAL, WARNING, OK, NO_DATA)}
+    counts = {s: sum(1 for f in findings if f.status == s) for s in (CRITICAL, WARNING, OK, NO_DATA, NOT_APPLICABLE)}
     if not show_all:
         lines.append(
             ("" if len(rows) > 1 else "No signal is failing. ")
-            + f"{counts[OK]} OK, {counts[NO_DATA]} NO DATA not shown (--all lists them)."
+            + f"{counts[OK]} OK, {counts[NOT_APPLICABLE]} not applicable not shown (--all lists them)."
         )
     bad = [f for f in findings if f.status in (WARNING, CRITICAL)]
     if bad:
@@ -471,7 +549,8 @@ def _summary(counts, unevaluated=""):
     worst = CRITICAL if counts[CRITICAL] else WARNING if counts[WARNING] else OK
     if worst == OK and unevaluated:
         worst = f"COULD NOT EVALUATE: {unevaluated}"
-    return f"{worst} ({counts[CRITICAL]} critical, {counts[WARNING]} warning, {counts[OK]} OK, {counts[NO_DATA]} no data)"
+    return (f"{worst} ({counts[CRITICAL]} critical, {counts[WARNING]} warning, {counts[OK]} OK, "
+            f"{counts[NO_DATA]} no data, {counts.get(NOT_APPLICABLE, 0)} not applicable)")
 
 
 def findings_json(findings, statuses, meta, exit_code, reason=""):
@@ -558,6 +637,7 @@ def _seen(family, names):
 def diagnose(catalog, endpoints, cluster, samples, interval, timeout=10.0, time_scale=1.0, progress=None):
     """Sample the endpoints and evaluate the catalog. Returns (findings, statuses, exit code,
     reason)."""
+    check_unique(endpoints)
     sampler = Sampler(endpoints, cluster, reader_plans(catalog), timeout=timeout, time_scale=time_scale)
     sampler.run(samples, interval, progress)
     _missing_families(catalog, sampler)
@@ -567,14 +647,30 @@ def diagnose(catalog, endpoints, cluster, samples, interval, timeout=10.0, time_
         reasons = "; ".join(f"{s.endpoint.shown}: {s.error}" for s in statuses[:3])
         return [], statuses, EXIT_UNEVALUATED, f"no endpoint answered with Cilium metrics ({reasons})"
     findings = evaluate_catalog(catalog, sampler.snapshots, state)
-    if all(f.status == NO_DATA for f in findings):
-        return findings, statuses, EXIT_UNEVALUATED, "no signal could be evaluated"
+    findings = mark_not_applicable(findings, sampler.snapshots, state, tuple(catalog.settings.cloud_apis))
+    if all(f.status in (NO_DATA, NOT_APPLICABLE) for f in findings):
+        return findings, statuses, EXIT_UNEVALUATED, "no signal could be evaluated: " + _no_data_reason(findings)
     worst = overall(findings)
+    if worst != OK:
+        return findings, statuses, EXIT[worst], ""
     missing = [c for c, problem in state.items() if problem]
-    if worst == OK and missing:
+    if missing:
         # A gate must not pass for a component it was asked about and could not see.
         return findings, statuses, EXIT_UNEVALUATED, "; ".join(state[c] for c in missing)
+    if any(f.status == NO_DATA for f in findings):
+        # No data is never OK: an unevaluated signal could be failing.
+        return findings, statuses, EXIT_UNEVALUATED, _no_data_reason(findings)
     return findings, statuses, EXIT[worst], ""
+
+
+def _no_data_reason(findings, shown=4):
+    """One line: how many signals have no data, and the first few with their reasons."""
+    empty = [f for f in findings if f.status == NO_DATA]
+    if not empty:
+        return "every signal is not applicable"
+    parts = [f"{f.id} ({f.reason})" for f in empty[:shown]]
+    more = f"; +{len(empty) - shown} more (--all lists them)" if len(empty) > shown else ""
+    return f"{len(empty)} signal{'s' if len(empty) != 1 else ''} without data: " + "; ".join(parts) + more
 
 
 def run(args):

@@ -12,7 +12,7 @@ from datadog_checks.base.constants import ServiceCheck
 
 from cilium_day2 import metrics
 from cilium_day2.exposition import body
-from cilium_day2.exposition.reader import ExpositionReader, FamilyPlan
+from cilium_day2.exposition.reader import ExpositionReader, FamilyPlan, looks_like_exposition
 from cilium_day2.urls import safe_url
 
 INF = float("inf")
@@ -86,6 +86,13 @@ class CiliumScraper(OpenMetricsScraper):
             stats = self.reader.read(body.iter_text(response, deadline, f"{self.deadline_seconds:g}s (`timeout`)"))
         finally:
             response.close()
+        if stats.unterminated and (stats.recognised or looks_like_exposition(stats.unterminated)):
+            # Cut off mid-line: Prometheus fails the scrape, and so does the check (its
+            # histograms and extra metrics are not sent; see docs/limits.md).
+            self._buckets = {}
+            raise ScrapeError(
+                f"the response ends inside a line ({stats.unterminated!r} has no newline): a truncated body"
+            )
         self._flush_histograms()
         if self.reader.extra_lines:
             self._submit_extra(self.reader.extra_lines)
