@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -675,6 +676,11 @@ def _no_data_reason(findings, shown=4):
 
 def run(args):
     from ..catalog import load_catalog
+
+    if threading.current_thread() is threading.main_thread():
+        # Ctrl-C ends the run at once (exit 130), even when the parent started us with SIGINT
+        # ignored (a background job of a script).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
     catalog = load_catalog(args.values) if args.values else load_catalog()
     samples = args.samples

@@ -136,6 +136,7 @@ def describe_failure(exc):
         ("ReadTimeout", "timed out: no answer within the timeout"),
         ("Timeout", "timed out: no answer within the timeout"),
         ("timed out", "timed out: no answer within the timeout"),
+        ("TooManyRedirects", "too many redirects (a redirect loop?); give the final URL"),
         ("LocationParseError", "the URL is not valid"),
         ("InvalidURL", "the URL is not valid"),
     ):
