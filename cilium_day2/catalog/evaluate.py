@@ -19,7 +19,8 @@ Where the two cannot be the same, the difference is deliberate and documented:
   a `>` threshold (or clears a `<` one); otherwise the signal is NO DATA, "not enough samples".
 * Values that are not finite (NaN, ±Inf) are never judged.
 * A signal whose families no endpoint exposes is NO DATA (the feature is off, or the endpoint is
-  missing), except rates and increases of counters: Cilium creates a labelled counter on its
+  missing), whatever its `no_data` (which only tells alerts whether silence pages), except rates
+  and increases of counters: Cilium creates a labelled counter on its
   first increment, so an absent error counter on a scraped endpoint means "none yet", as it does
   for a Prometheus alert.
 """
@@ -147,7 +148,9 @@ class SignalEvaluator:
             if isinstance(expr, Up):
                 return Finding(signal, NO_DATA, reason=comp_problem or f"no {expr.target} endpoint given")
             if families and len(missing) == len(families):
-                if signal.no_data == "ok" or _counter_only(expr):
+                # `no_data: ok` is for alerts (silence alone does not page); a gate that did not
+                # see the families has not judged the signal.
+                if _counter_only(expr):
                     return Finding(signal, OK, value=None, threshold=self._threshold(signal, OK))
                 return Finding(signal, NO_DATA, reason=f"not exposed: {', '.join(missing)}")
             # Families exist but nothing matched (no error series, no failing map): like a

@@ -114,7 +114,7 @@ def _named(value, component):
         name, url = value.split("=", 1)
     else:
         name, url = None, value
-    if not url.startswith(("http://", "https://")):
+    if not url.lower().startswith(("http://", "https://")):
         raise UserError(f"--{component} {safe_url(url)!r}: not an http(s) URL; write e.g. http://10.0.1.7:9962/metrics")
     try:
         parts = urlsplit(url)
@@ -599,13 +599,23 @@ def _json_default(value):
 # --- the command -------------------------------------------------------------------------------
 
 
+# Bounds of --timeout and --interval (seconds): positive, and short enough to be a mistake beyond.
+DURATION_BOUNDS = {"--timeout": (0.001, 300.0), "--interval": (0.0, 3600.0)}
+
+
 def _duration(text, flag):
     from ..simulator.profiles import parse_duration
 
     try:
-        return parse_duration(text, flag)
+        seconds = parse_duration(text, flag)
     except UserError:
         raise UserError(f"{flag} {text!r}: not a duration; write e.g. 15s, 1m") from None
+    low, high = DURATION_BOUNDS.get(flag, (0.0, float("inf")))
+    if not math.isfinite(seconds) or seconds > high or seconds < low or (flag == "--timeout" and seconds <= 0):
+        limit = f"{_human(high)}" if high >= 60 else f"{high:g}s"
+        floor = "more than 0s" if flag == "--timeout" else "0s or more"
+        raise UserError(f"{flag} {text!r}: out of range; give {floor} and at most {limit}")
+    return seconds
 
 
 def _missing_families(catalog, sampler):

@@ -1,0 +1,364 @@
+"""A gate you can trust: the fault classes of issue 20, tried the way an attacker or an unlucky
+user would. Servers on 127.0.0.1 break HTTP on purpose; files break YAML on purpose."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from cilium_day2 import cli
+from cilium_day2.render import command as render_command
+from datadog_checks.base import AgentCheck
+
+from .common import make_check
+from .conftest import fixture_text
+from .prometheus_server import PROMTOOL
+
+ROOT = Path(__file__).resolve().parents[1]
+AGENT_MINIMAL = (
+    "# HELP cilium_version Cilium version\n# TYPE cilium_version gauge\n"
+    'cilium_version{date="2025-01-01T00:00:00Z",revision="abc",version="1.16.4"} 1\n'
+)
+
+
+def doctor(capsys, *argv):
+    code = cli.main(["doctor", "--samples", "1", "--timeout", "2", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def one_line_error(err):
+    err = err.strip()
+    return "\n" not in err and "Traceback" not in err
+
+
+# --- 1. no data is never OK ----------------------------------------------------------------------
+
+
+def test_cilium_endpoint_missing_the_families_is_could_not_evaluate(metrics_server, capsys):
+    code, out, err = doctor(capsys, "--format", "json", "--agent", metrics_server.serve("/a", AGENT_MINIMAL))
+    report = json.loads(out)
+    assert code == 3 and report["status"] == "UNEVALUATED"
+    (pressure,) = [s for s in report["signals"] if s["id"] == "bpf_map_pressure"]
+    assert pressure["status"] == "NO DATA" and "cilium_bpf_map_pressure" in pressure["reason"]
+    assert "without data" in report["reason"] and "could not evaluate" in err
+
+
+def _cluster_pool_operator():
+    """The ENI operator capture without its IPAM and cloud-API families: what an operator running
+    cluster-pool IPAM exposes."""
+    keep = []
+    for line in fixture_text("operator_eni.txt").splitlines(keepends=True):
+        if "cilium_operator_ipam_" in line or "cilium_operator_ec2_api_" in line:
+            continue
+        keep.append(line)
+    return "".join(keep)
+
+
+@pytest.mark.parametrize("feature_gauge", [True, False], ids=["agent-feature-gauge", "operator-families"])
+def test_cluster_pool_makes_ipam_signals_not_applicable(metrics_server, capsys, feature_gauge):
+    agent = fixture_text("agent_v1_18.txt")
+    if feature_gauge:
+        agent += ("# HELP cilium_feature_controlplane_ipam IPAM mode enabled on the agent\n"
+                  "# TYPE cilium_feature_controlplane_ipam gauge\n"
+                  'cilium_feature_controlplane_ipam{mode="cluster-pool"} 1\n'
+                  'cilium_feature_controlplane_ipam{mode="eni"} 0\n')
+    code, out, _ = doctor(capsys, "--format", "json", "--all",
+                          "--agent", metrics_server.serve("/a", agent),
+                          "--operator", metrics_server.serve("/o", _cluster_pool_operator()))
+    report = json.loads(out)
+    by_id = {s["id"]: s for s in report["signals"]}
+    for sid in ("cloud_api_error_ratio", "ipam_pods_waiting", "ipam_subnet_exhaustion", "ipam_interface_creation_failures"):
+        assert by_id[sid]["status"] == "N/A", sid
+        assert by_id[sid]["reason"].startswith("not applicable")
+        if feature_gauge:
+            assert by_id[sid]["reason"] == "not applicable: IPAM mode cluster-pool"
+    # Not applicable is not "no data": those signals do not hold the gate back.
+    assert not any(s["status"] == "NO DATA" and s["id"].startswith(("ipam_", "cloud_api_")) for s in report["signals"])
+
+
+def test_eni_operator_keeps_its_ipam_signals(metrics_server, capsys):
+    code, out, _ = doctor(capsys, "--format", "json", "--operator", metrics_server.serve("/o", fixture_text("operator_eni.txt")))
+    by_id = {s["id"]: s for s in json.loads(out)["signals"]}
+    assert by_id["ipam_pods_waiting"]["status"] in ("OK", "WARNING", "CRITICAL")
+
+
+def test_demo_healthy_is_ok_and_map_pressure_critical(capsys):
+    assert cli.main(["doctor", "--demo", "healthy", "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["exit_code"] == 0 and report["status"] == "OK"
+    assert not [s["id"] for s in report["signals"] if s["status"] == "NO DATA"]
+    assert cli.main(["doctor", "--demo", "map-pressure", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["exit_code"] == 2
+
+
+# --- 2. duplicates --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["same-url", "same-url-spelled-differently", "same-node-name", "agent-and-hubble"])
+def test_duplicate_endpoints_are_refused(metrics_server, capsys, how):
+    url = metrics_server.serve("/a", fixture_text("agent_v1_18.txt"))
+    other = metrics_server.serve("/b", fixture_text("agent_v1_18.txt"))
+    argv = {
+        "same-url": ["--agent", url, "--agent", url],
+        "same-url-spelled-differently": ["--agent", url, "--agent", url.replace("http://127.0.0.1", "HTTP://127.0.0.1")],
+        "same-node-name": ["--agent", f"node-1={url}", "--agent", f"node-1={other}"],
+        "agent-and-hubble": ["--agent", url, "--hubble", url],
+    }[how]
+    code, out, err = doctor(capsys, *argv)
+    assert code == 2 and out == "" and one_line_error(err)
+    assert "twice" in err or "two endpoints are named" in err
+
+
+# --- 3. one deadline per request; Ctrl-C ----------------------------------------------------------
+
+
+class BadHttp:
+    """A TCP server that answers every connection with `handler(conn)`."""
+
+    def __init__(self, handler):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.handler = handler
+        self.stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn):
+        try:
+            conn.recv(65536)
+            self.handler(self, conn)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def url(self, path="/metrics"):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def close(self):
+        self.stop.set()
+        self.sock.close()
+
+
+def drip_headers(server, conn):
+    conn.sendall(b"HTTP/1.1 200 OK\r\n")
+    while not server.stop.is_set():
+        conn.sendall(b"X-Drip: a\r\n")  # a header line every 0.2 s, never the end of the headers
+        time.sleep(0.2)
+
+
+def redirect_forever(server, conn):
+    time.sleep(0.3)
+    conn.sendall(f"HTTP/1.1 302 Found\r\nLocation: {server.url('/again')}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
+
+
+@pytest.mark.parametrize("handler", [drip_headers, redirect_forever], ids=["header-drip", "slow-redirect-chain"])
+def test_timeout_bounds_headers_and_redirects(capsys, handler):
+    server = BadHttp(handler)
+    try:
+        started = time.monotonic()
+        code, _, err = doctor(capsys, "--timeout", "1.5s", "--agent", server.url())
+        elapsed = time.monotonic() - started
+    finally:
+        server.close()
+    assert code == 3 and "timed out" in err
+    assert elapsed < 1.5 + 1.0
+
+
+def test_ctrl_c_ends_a_hanging_run_with_130():
+    server = BadHttp(drip_headers)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cilium_day2", "doctor", "--timeout", "60s", "--samples", "1", "--agent", server.url()],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT,
+        )
+        time.sleep(2.0)  # started and waiting on the dripping server
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+        elapsed = time.monotonic() - sent
+    finally:
+        server.close()
+    assert proc.returncode == 130 and elapsed < 1.0
+    assert b"Traceback" not in err and b"interrupted" in err
+
+
+# --- 4. truncated bodies --------------------------------------------------------------------------
+
+
+def http10_cut(body):
+    def handler(server, conn):
+        conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n\r\n" + body.encode())
+
+    return handler
+
+
+@pytest.mark.parametrize("cut", ["mid-sample", "mid-type-line", "mid-value"])
+def test_body_cut_mid_line_fails_like_prometheus(capsys, aggregator, dd_run_check, cut):
+    text = fixture_text("agent_v1_18.txt")
+    at = {
+        "mid-sample": text.index("cilium_bpf_map_pressure{") + 20,
+        "mid-type-line": text.index("# TYPE cilium_bpf_map_pressure") + 20,
+        "mid-value": text.index("\n", text.index("cilium_bpf_map_pressure{")) - 1,
+    }[cut]
+    server = BadHttp(http10_cut(text[:at]))
+    try:
+        code, out, err = doctor(capsys, "--format", "json", "--agent", server.url())
+        check = make_check({"agent_endpoint": server.url()})
+        dd_run_check(check)
+    finally:
+        server.close()
+    report = json.loads(out)
+    assert code == 3 and "truncated" in report["endpoints"][0]["error"]
+    (sc,) = aggregator.service_checks("cilium_day2.agent.openmetrics.health")
+    assert sc.status == AgentCheck.CRITICAL and "truncated" in sc.message
+
+
+def test_whole_body_without_cut_still_reads(capsys):
+    server = BadHttp(http10_cut(fixture_text("agent_v1_18.txt")))
+    try:
+        code, out, _ = doctor(capsys, "--format", "json", "--agent", server.url())
+    finally:
+        server.close()
+    assert json.loads(out)["endpoints"][0]["error"] is None
+
+
+# --- 7. flags ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flag, value", [("--timeout", "0s"), ("--timeout", "1h"), ("--timeout", "soon"),
+                                         ("--interval", "2h"), ("--interval", "x")])
+def test_timeout_and_interval_are_bounded(capsys, flag, value):
+    code = cli.main(["doctor", "--agent", "http://127.0.0.1:1/metrics", f"{flag}={value}"])
+    err = capsys.readouterr().err
+    assert code == 2 and one_line_error(err) and flag in err
+
+
+# --- 8. render: all or nothing -----------------------------------------------------------------------
+
+
+def _tree(root):
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_failure_while_moving_leaves_the_previous_pack(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "pack"
+    assert cli.main(["render", "--out", str(out)]) == 0
+    before = _tree(out)
+    values = tmp_path / "v.yaml"
+    values.write_text("signals:\n  bpf_map_pressure: {warning: 0.5, critical: 0.6}\n")
+    real_replace, calls = os.replace, []
+
+    def flaky(src, dst):
+        calls.append(dst)
+        if len(calls) == 4:
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(render_command.os, "replace", flaky)
+    assert cli.main(["render", "--out", str(out), "--values", str(values)]) == 2
+    assert one_line_error(capsys.readouterr().err)
+    assert _tree(out) == before
+    assert not [p for p in out.iterdir() if p.name.startswith(".cilium-day2-render-")]
+
+
+# --- 9. render: refuse what would render broken or different -------------------------------------------
+
+
+@pytest.mark.parametrize("values, words", [
+    ("signals:\n  bpf_map_pressure: {warning: 0.5}\n  bpf_map_pressure: {critical: 0.6}\n", "twice"),
+    ("settings:\n  agent_job: 'cilium-(agent'\n", "agent_job"),
+    ("settings:\n  agent_job: '(?!kube)cilium.*'\n", "RE2"),
+    ("settings:\n  operator_job: 'a\\\\1'\n", "RE2"),
+    ("settings:\n  alert_labels: {team: '{{ $labels.node }}'}\n", "template"),
+    ("settings:\n  runbook_base_url: 'https://x/{{.Value}}'\n", "template"),
+    ("signals:\n  bpf_map_pressure: {warning: 0.5, critical: 1.2}\n", "ratio"),
+    ("signals:\n  controllers_failing: {warning: -1, critical: -0.5}\n", "at least 0"),
+    ("signals:\n  datapath_capacity_drops: {warning: -0.1}\n", "at least 0"),
+    ("signals:\n  bpf_map_pressure: {window: 9000h}\n", "7d"),
+    ("signals:\n  bpf_map_pressure: {for: 720h}\n", "7d"),
+    ("signals:\n  bpf_map_pressure: {enabled: yes}\n", "true or false"),
+])
+def test_values_that_would_render_broken_write_nothing(tmp_path, capsys, values, words):
+    path = tmp_path / "values.yaml"
+    path.write_text(values)
+    out = tmp_path / "pack"
+    assert cli.main(["render", "--values", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert one_line_error(err) and words in err
+    assert not out.exists()
+
+
+@pytest.mark.skipif(not Path(PROMTOOL).exists(), reason="promtool not installed")
+def test_scientific_numbers_and_odd_but_valid_values_render_for_promtool(tmp_path, capsys):
+    path = tmp_path / "values.yaml"
+    path.write_text(
+        "settings:\n"
+        "  agent_job: 'cilium-agent|kube-system/cilium\\.agent-[0-9]+'\n"
+        "  alert_labels: {team: 'net \"core\" $x'}\n"
+        "signals:\n"
+        "  kvstore_qps: {enabled: true, warning: 5e2, critical: 8E2}\n"
+    )
+    out = tmp_path / "pack"
+    assert cli.main(["render", "--values", str(path), "--out", str(out), "--only", "prometheus"]) == 0
+    capsys.readouterr()
+    rules = out / "assets" / "prometheus" / "cilium-day2.rules.yml"
+    text = rules.read_text()
+    assert "> 500" in text.replace("\n", " ") or "500" in text
+    proc = subprocess.run([PROMTOOL, "check", "rules", str(rules)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# --- 13. lint-config: booleans as Cilium parses them ---------------------------------------------------
+
+
+def _lint(tmp_path, capsys, value):
+    cm = tmp_path / "cm.yaml"
+    cm.write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cilium-config, namespace: kube-system}\n"
+        f"data:\n  enable-hubble: {value}\n  ipam: cluster-pool\n"
+    )
+    cli.main(["lint-config", "--format", "json", str(cm)])
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("value", ["yes", "on", "enabled", "'Yes'", "'tRUE'", "y"])
+def test_words_that_are_not_go_booleans_are_cd001(tmp_path, capsys, value):
+    report = _lint(tmp_path, capsys, value)
+    text = json.dumps(report)
+    hits = [f for f in _findings(report) if f.get("rule") == "CD001" or f.get("id") == "CD001"]
+    assert hits, text[:400]
+    assert "1, t, T, TRUE, true, True, 0, f, F, FALSE, false, False" in json.dumps(hits)
+
+
+@pytest.mark.parametrize("value", ["'1'", "t", "T", "TRUE", "true", "True", "'0'", "f", "F", "FALSE", "false", "False"])
+def test_go_boolean_spellings_are_accepted(tmp_path, capsys, value):
+    report = _lint(tmp_path, capsys, value)
+    assert not [f for f in _findings(report) if f.get("rule") == "CD001" or f.get("id") == "CD001"]
+
+
+def _findings(report):
+    if isinstance(report, dict):
+        for key in ("findings", "results"):
+            if key in report:
+                return report[key]
+        return [f for v in report.values() if isinstance(v, list) for f in v if isinstance(f, dict)]
+    return report
