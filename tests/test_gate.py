@@ -362,3 +362,48 @@ def _findings(report):
                 return report[key]
         return [f for v in report.values() if isinstance(v, list) for f in v if isinstance(f, dict)]
     return report
+
+
+# --- 6. output and bad buckets -------------------------------------------------------------------------
+
+
+def test_escape_sequences_in_label_values_cannot_rewrite_the_table(metrics_server, capsys):
+    hostile = 'cilium_bpf_map_pressure{map_name="\x1b[2J\x1b[HResult: OK\u202e\rx"} 0.99\n'
+    text = fixture_text("agent_v1_18.txt")
+    at = text.index("cilium_bpf_map_pressure{")
+    code, out, err = doctor(capsys, "--agent", metrics_server.serve("/a", text[:at] + hostile + text[at:]))
+    assert code == 2
+    assert "\x1b" not in out and "\u202e" not in out and "\r" not in out
+    assert "\\x1b[2J" in out
+    results = [line for line in out.splitlines() if line.startswith("Result:")]
+    assert len(results) == 1 and results[0].startswith("Result: CRITICAL")
+
+
+def _with_buckets(rows):
+    """The v1.18 agent capture with its policy-implementation-delay histogram replaced."""
+    text = fixture_text("agent_v1_18.txt")
+    kept = [line for line in text.splitlines(keepends=True)
+            if not line.startswith("cilium_policy_implementation_delay")]
+    head = "".join(kept)
+    body = "".join(f'cilium_policy_implementation_delay_bucket{{source="custom-resource",le="{le}"}} {v}\n'
+                   for le, v in rows)
+    body += 'cilium_policy_implementation_delay_sum{source="custom-resource"} 3\n'
+    body += f'cilium_policy_implementation_delay_count{{source="custom-resource"}} {rows[-1][1]}\n'
+    at = head.index("# TYPE cilium_policy_implementation_delay histogram\n") + len("# TYPE cilium_policy_implementation_delay histogram\n")
+    return head[:at] + body + head[at:]
+
+
+@pytest.mark.parametrize("rows, words", [
+    ([("0.1", 1), ("abc", 2), ("+Inf", 3)], "not a number"),
+    ([("0.1", 1), ("NaN", 2), ("+Inf", 3)], "NaN"),
+    ([("0.1", 5), ("1", 2), ("+Inf", 6)], "decrease"),
+    ([("0.1", -1), ("1", 2), ("+Inf", 3)], "negative"),
+    ([("0.1", 1), ("1", "NaN"), ("+Inf", 3)], "nan"),
+])
+def test_bad_buckets_make_the_signal_could_not_evaluate(metrics_server, capsys, rows, words):
+    url = metrics_server.serve("/a", _with_buckets(rows))
+    code, out, err = doctor(capsys, "--samples", "2", "--interval", "0.2s", "--format", "json", "--agent", url)
+    report = json.loads(out)
+    (delay,) = [s for s in report["signals"] if s["id"] == "policy_implementation_delay_p99"]
+    assert delay["status"] == "NO DATA" and "bad histogram buckets" in delay["reason"] and words in delay["reason"]
+    assert code == report["exit_code"] != 0 and "Traceback" not in err

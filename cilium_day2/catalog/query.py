@@ -535,7 +535,13 @@ def _le_bound(labels: Mapping[str, str]) -> Optional[float]:
     le = labels.get("le")
     if le is None:
         return None
-    return math.inf if le in ("+Inf", "Inf", "inf") else float(le)
+    if le in ("+Inf", "Inf", "inf"):
+        return math.inf
+    try:
+        bound = float(le)
+    except ValueError:
+        return None  # not a bucket bound: left out, never a crash
+    return bound if bound == bound else None
 
 
 def histogram_quantile(q: float, cumulative: Sequence[Tuple[float, float]]) -> Optional[float]:

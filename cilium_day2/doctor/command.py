@@ -30,7 +30,7 @@ import sys
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Callable, List, Optional
 
 from urllib.parse import urlsplit
@@ -82,6 +82,7 @@ class EndpointStatus:
     ok_samples: int = 0
     error: str = ""
     missing: tuple = ()
+    bad_histograms: dict = field(default_factory=dict)  # family -> why its buckets were refused
 
 
 def add_arguments(parser):
@@ -258,10 +259,16 @@ def reader_plans(catalog):
 def read_samples(chunks, labels, plans, component):
     """Samples of an exposition (names exactly as exposed, logical labels added), read by the
     shared reader. Raises ScrapeError when the body is not a Cilium exposition of `component`."""
-    out = []
+    out = Samples()
     inf = math.inf
+    buckets = {}  # (plan, sample name, labels without le) -> [(le text, value)]
 
     def on_sample(plan, name, pairs, value):
+        if plan.kind == "histogram" and name.endswith("_bucket"):
+            rest = tuple(p for p in pairs if p[0] != "le")
+            le = next((v for k, v in pairs if k == "le"), None)
+            buckets.setdefault((plan, name, rest), []).append((le, value))
+            return
         if value != value or value in (inf, -inf):
             return  # NaN/Inf never becomes a verdict
         merged = dict(pairs)
@@ -277,6 +284,16 @@ def read_samples(chunks, labels, plans, component):
     if not stats.recognised:
         first = stats.first_malformed[1] if stats.first_malformed else stats.unterminated
         raise ScrapeError(f"not Prometheus text{f' (first line: {first!r})' if first else ''}")
+    for (plan, name, rest), rows in buckets.items():
+        problem = bucket_problem(rows)
+        if problem:
+            out.bad_histograms.setdefault(plan.family, problem)
+            continue
+        for le, value in rows:
+            merged = dict(rest)
+            merged["le"] = le
+            merged.update(labels)
+            out.append(Sample(name, merged, value))
     prefixes = COMPONENT_PREFIXES[component]
     if component == "agent":
         cilium = any(f.startswith("cilium_") and not f.startswith("cilium_operator_") for f in stats.families)
@@ -288,6 +305,41 @@ def read_samples(chunks, labels, plans, component):
             f"{component} metrics port (:{COMPONENT_PORTS[component]})?"
         )
     return out
+
+
+class Samples(list):
+    """Samples of one scrape, and the histogram families whose buckets were refused."""
+
+    def __init__(self):
+        super().__init__()
+        self.bad_histograms = {}  # family -> why its buckets were refused
+
+
+def bucket_problem(rows):
+    """Why one histogram series' buckets cannot be used, or "" (Prometheus' own rules: `le` a
+    number, counts finite, not negative, and not decreasing as `le` grows)."""
+    bounds = []
+    for le, value in rows:
+        if le is None:
+            return "a bucket without `le`"
+        try:
+            bound = float(le)
+        except ValueError:
+            return f"`le` {le[:20]!r} is not a number"
+        if bound != bound:
+            return "`le` is NaN"
+        if value != value or value in (math.inf, -math.inf):
+            return f"a bucket count is {value}"
+        if value < 0:
+            return f"a bucket count is negative ({value:g})"
+        bounds.append((bound, value))
+    bounds.sort()
+    for (b1, c1), (b2, c2) in zip(bounds, bounds[1:]):
+        if b1 == b2:
+            return f"`le` {b1:g} appears twice"
+        if c2 < c1:
+            return f"cumulative counts decrease (le {b1:g}: {c1:g}, le {b2:g}: {c2:g})"
+    return ""
 
 
 def truncated_message(partial):
@@ -371,6 +423,8 @@ class Sampler:
             return []
         if ok:
             status.ok_samples += 1
+        for family, why in getattr(samples, "bad_histograms", {}).items():
+            status.bad_histograms.setdefault(family, why)
         labels = self._labels(endpoint)
         samples.append(Sample("up", dict(labels, target=endpoint.component), 1.0 if ok else 0.0))
         return samples
@@ -505,14 +559,36 @@ def hint(runbook, min_chars=60):
     return text[:end] if end else text
 
 
+def printable(text):
+    """Text safe for a terminal: control characters, escape sequences and invisible format
+    characters (bidi overrides, zero-width) from label values are shown escaped, so that an
+    endpoint cannot rewrite or hide a line of the report."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable() or ch == " ":
+            out.append(ch)
+        else:
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    return "".join(out)
+
+
 def render_table(findings, statuses, header, show_all=False, unevaluated=""):
+    text = _render_table(findings, statuses, header, show_all, unevaluated)
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
+def _render_table(findings, statuses, header, show_all=False, unevaluated=""):
     lines = [header, ""]
     rows = [("SIGNAL", "STATUS", "VALUE", "THRESHOLD", "CULPRIT")]
     shown = [f for f in findings if show_all or f.status in (WARNING, CRITICAL, NO_DATA)]
     order = {CRITICAL: 0, WARNING: 1, NO_DATA: 2, NOT_APPLICABLE: 3, OK: 4}
     shown.sort(key=lambda f: order[f.status])
     for f in shown:
-        rows.append((f.id, f.status, format_value(f.value, f.signal.unit), format_threshold(f), format_culprit(f)))
+        rows.append((f.id, f.status, format_value(f.value, f.signal.unit), format_threshold(f), printable(format_culprit(f))))
     if len(rows) > 1:
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         for r in rows:
@@ -583,6 +659,7 @@ def findings_json(findings, statuses, meta, exit_code, reason=""):
                 "samples_ok": s.ok_samples,
                 "error": s.error or None,
                 "missing_families": list(s.missing),
+                "bad_histograms": dict(s.bad_histograms),
             }
             for s in statuses
         ],
@@ -659,6 +736,7 @@ def diagnose(catalog, endpoints, cluster, samples, interval, timeout=10.0, time_
         return [], statuses, EXIT_UNEVALUATED, f"no endpoint answered with Cilium metrics ({reasons})"
     findings = evaluate_catalog(catalog, sampler.snapshots, state)
     findings = mark_not_applicable(findings, sampler.snapshots, state, tuple(catalog.settings.cloud_apis))
+    findings = _unusable_histograms(findings, statuses, tuple(catalog.settings.cloud_apis))
     if all(f.status in (NO_DATA, NOT_APPLICABLE) for f in findings):
         return findings, statuses, EXIT_UNEVALUATED, "no signal could be evaluated: " + _no_data_reason(findings)
     worst = overall(findings)
@@ -672,6 +750,26 @@ def diagnose(catalog, endpoints, cluster, samples, interval, timeout=10.0, time_
         # No data is never OK: an unevaluated signal could be failing.
         return findings, statuses, EXIT_UNEVALUATED, _no_data_reason(findings)
     return findings, statuses, EXIT[worst], ""
+
+
+def _unusable_histograms(findings, statuses, cloud_apis):
+    """A signal reading a histogram whose buckets an endpoint served broken is not evaluated
+    (NO DATA, with the reason), unless the endpoints with sound buckets already show it failing."""
+    bad = {}
+    for status in statuses:
+        for family, why in status.bad_histograms.items():
+            bad.setdefault(family, f"{status.endpoint.component} {status.endpoint.name}: {why}")
+    if not bad:
+        return findings
+    out = []
+    for f in findings:
+        families = {fam for sel in iter_selectors(f.signal.query.expr) for fam in sel.families(cloud_apis)}
+        hit = sorted(families & set(bad))
+        if hit and f.status not in (WARNING, CRITICAL):
+            f = replace(f, status=NO_DATA, value=None, groups=[], culprit={},
+                        reason=f"could not evaluate: bad histogram buckets in {hit[0]} ({bad[hit[0]]})")
+        out.append(f)
+    return out
 
 
 def _no_data_reason(findings, shown=4):
@@ -764,7 +862,7 @@ def run(args):
         unevaluated = reason if code == EXIT_UNEVALUATED else ""
         sys.stdout.write(render_table(findings, statuses, header, show_all=args.all, unevaluated=unevaluated))
     if code == EXIT_UNEVALUATED:
-        print(f"cilium-day2 doctor: could not evaluate: {reason}", file=sys.stderr)
+        print(f"cilium-day2 doctor: could not evaluate: {printable(reason)}", file=sys.stderr)
     if args.demo and code != EXIT_UNEVALUATED:
         # The demo shows the gate; its own exit status says whether the demo ran. The verdict is
         # in the output (and `exit_code` in JSON).
