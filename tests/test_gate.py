@@ -407,3 +407,18 @@ def test_bad_buckets_make_the_signal_could_not_evaluate(metrics_server, capsys, 
     (delay,) = [s for s in report["signals"] if s["id"] == "policy_implementation_delay_p99"]
     assert delay["status"] == "NO DATA" and "bad histogram buckets" in delay["reason"] and words in delay["reason"]
     assert code == report["exit_code"] != 0 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("rows", [
+    [("0.1", 1), ("abc", 2), ("+Inf", 3)],
+    [("0.1", 5), ("1", 2), ("+Inf", 6)],
+    [("0.1", -1), ("1", 2), ("+Inf", 3)],
+], ids=["le-not-a-number", "decreasing", "negative"])
+def test_the_check_drops_and_counts_bad_buckets(metrics_server, aggregator, dd_run_check, rows):
+    dd_run_check(make_check({"agent_endpoint": metrics_server.serve("/a", _with_buckets(rows))}))
+    (sc,) = aggregator.service_checks("cilium_day2.agent.openmetrics.health")
+    assert sc.status == AgentCheck.WARNING and "histogram" in sc.message
+    submitted = aggregator.histogram_bucket("cilium_day2.policy.implementation_delay")
+    assert not [b for b in submitted if "cilium_source:custom-resource" in b.tags]
+    # The rest of the endpoint is still collected.
+    assert aggregator.metrics("cilium_day2.bpf.map_pressure")

@@ -16,6 +16,7 @@ from cilium_day2.exposition.reader import ExpositionReader, FamilyPlan, looks_li
 from cilium_day2.urls import safe_url
 
 INF = float("inf")
+NAN = float("nan")
 GAUGE, MONOTONIC_COUNT = agent_aggregator.GAUGE, agent_aggregator.MONOTONIC_COUNT
 
 
@@ -230,7 +231,7 @@ class CiliumScraper(OpenMetricsScraper):
             try:
                 bound = float(row[at])
             except ValueError:
-                continue
+                bound = NAN  # refused with its series in _flush_histograms
             key = row[:at] if le_last else row[:at] + row[at + 1 : -1]
             target = targets.get(key)
             if target is None:
@@ -250,13 +251,21 @@ class CiliumScraper(OpenMetricsScraper):
         try:
             bound = float(upper)
         except ValueError:
-            return
+            bound = NAN  # refused with its series in _flush_histograms
         self._buckets.setdefault((dd_name, tuple(rest)), []).append((bound, value))
 
     def _flush_histograms(self):
         """Decumulate bucket counts per label set and send them as one distribution each."""
         direct = self._direct()
         for (dd_name, pairs), buckets in self._buckets.items():
+            problem = _bucket_problem(buckets)
+            if problem:
+                # Dropped and counted (the service check is WARNING), never submitted.
+                stats = self.reader.stats
+                stats.malformed += 1
+                if stats.first_malformed is None:
+                    stats.first_malformed = (None, f"histogram {dd_name}: {problem}")
+                continue
             buckets.sort()
             tags = self._tags(pairs)
             submit = self._bucket_submitter(direct, dd_name)
@@ -365,6 +374,22 @@ class InvalidEndpoint:
             f"{self.component}.openmetrics.health", ServiceCheck.CRITICAL, tags=self.tags, message=self.message
         )
         return self.message
+
+
+def _bucket_problem(buckets):
+    """Why a series' (upper bound, cumulative count) buckets cannot be submitted, or ""."""
+    for bound, count in buckets:
+        if bound != bound:
+            return "`le` is not a number"
+        if count != count or count in (INF, -INF):
+            return f"a bucket count is {count}"
+        if count < 0:
+            return f"a bucket count is negative ({count:g})"
+    ordered = sorted(buckets)
+    for (b1, c1), (b2, c2) in zip(ordered, ordered[1:]):
+        if c2 < c1:
+            return f"cumulative counts decrease (le {b1:g}: {c1:g}, le {b2:g}: {c2:g})"
+    return ""
 
 
 def _bound_text(bound):
