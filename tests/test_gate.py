@@ -422,3 +422,40 @@ def test_the_check_drops_and_counts_bad_buckets(metrics_server, aggregator, dd_r
     assert not [b for b in submitted if "cilium_source:custom-resource" in b.tags]
     # The rest of the endpoint is still collected.
     assert aggregator.metrics("cilium_day2.bpf.map_pressure")
+
+
+# --- 11, 12. the check: bad options, bounded contexts ---------------------------------------------------
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"timeout": "soon"}, "`timeout`"),
+    ({"timeout": 0}, "`timeout`"),
+    ({"timeout": -5}, "`timeout`"),
+    ({"read_timeout": "1e999"}, "`read_timeout`"),
+    ({"extra_metrics": ["cilium_(unclosed"]}, "`extra_metrics`"),
+    ({"extra_metrics": [{"cilium_[x": "y"}]}, "`extra_metrics`"),
+    ({"exclude_metrics": ["*bad"]}, "`exclude_metrics`"),
+    ({"max_contexts_per_family": "many"}, "`max_contexts_per_family`"),
+])
+def test_bad_options_are_critical_naming_the_option(metrics_server, aggregator, dd_run_check, caplog, options, words):
+    url = metrics_server.serve("/a", fixture_text("agent_v1_18.txt"))
+    check = make_check({"agent_endpoint": url, **options})
+    dd_run_check(check)
+    (sc,) = aggregator.service_checks("cilium_day2.agent.openmetrics.health")
+    assert sc.status == AgentCheck.CRITICAL and words in sc.message
+    assert "Traceback" not in sc.message and "\n" not in sc.message
+    assert any(words in r.getMessage() for r in caplog.records)
+
+
+def test_a_family_beyond_its_context_limit_is_capped_and_named(metrics_server, aggregator, dd_run_check):
+    series = "".join(f'cilium_bpf_map_pressure{{map_name="map_{i}"}} 0.{i % 9 + 1}\n' for i in range(50))
+    text = fixture_text("agent_v1_18.txt")
+    at = text.index("cilium_bpf_map_pressure{")
+    url = metrics_server.serve("/a", text[:at] + series + text[at:])
+    dd_run_check(make_check({"agent_endpoint": url, "max_contexts_per_family": 10}))
+    (sc,) = aggregator.service_checks("cilium_day2.agent.openmetrics.health")
+    assert sc.status == AgentCheck.WARNING and "cilium_bpf_map_pressure" in sc.message and "max_contexts_per_family" in sc.message
+    contexts = {tuple(sorted(m.tags)) for m in aggregator.metrics("cilium_day2.bpf.map_pressure")}
+    assert len(contexts) == 10
+    # Other families are untouched.
+    assert aggregator.metrics("cilium_day2.policy.count")

@@ -15,6 +15,8 @@ from cilium_day2.exposition import body
 from cilium_day2.exposition.reader import ExpositionReader, FamilyPlan, looks_like_exposition
 from cilium_day2.urls import safe_url
 
+from .config import DEFAULT_MAX_CONTEXTS_PER_FAMILY
+
 INF = float("inf")
 NAN = float("nan")
 GAUGE, MONOTONIC_COUNT = agent_aggregator.GAUGE, agent_aggregator.MONOTONIC_COUNT
@@ -69,6 +71,22 @@ class CiliumScraper(OpenMetricsScraper):
             plans, self._on_sample, extra_match=_extra_matcher(config.get("extra_metrics")), on_rows=self._on_rows
         )
         self._buckets = {}
+        limit = config.get("max_contexts_per_family", DEFAULT_MAX_CONTEXTS_PER_FAMILY)
+        self.max_contexts = limit if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 else 0
+        self._contexts = {}  # (family, sample name) -> contexts submitted this run
+        self._capped = {}  # family -> contexts dropped this run
+
+    def _admit(self, family, name, count=1):
+        """How many of `count` new contexts of a family may still be submitted this run."""
+        if not self.max_contexts:
+            return count
+        key = (family, name)
+        used = self._contexts.get(key, 0)
+        allowed = max(0, min(count, self.max_contexts - used))
+        self._contexts[key] = used + allowed
+        if allowed < count:
+            self._capped[family] = self._capped.get(family, 0) + count - allowed
+        return allowed
 
     def _excluded(self, family):
         short = family[: -len("_total")] if family.endswith("_total") else family
@@ -81,6 +99,7 @@ class CiliumScraper(OpenMetricsScraper):
     def _scrape(self):
         self._flush = bool(self.flush_first_value)
         self._buckets = {}
+        self._contexts, self._capped = {}, {}
         deadline = body.deadline_after(self.deadline_seconds)
         response = self.get_connection()
         try:
@@ -125,10 +144,12 @@ class CiliumScraper(OpenMetricsScraper):
             if value != value or value in (INF, -INF):
                 return
             suffix = ".sum" if name.endswith("_sum") else ".count" if name.endswith("_count") else None
-            if suffix is not None:
+            if suffix is not None and self._admit(plan.family, name):
                 self.check.monotonic_count(dd_name + suffix, value, tags=self._tags(pairs), flush_first_value=self._flush)
             return
         if value != value or value in (INF, -INF):
+            return
+        if not self._admit(plan.family, name):
             return
         if kind == "counter":
             self.check.monotonic_count(dd_name + ".count", value, tags=self._tags(pairs), flush_first_value=self._flush)
@@ -161,6 +182,9 @@ class CiliumScraper(OpenMetricsScraper):
             emit = self._emitter(MONOTONIC_COUNT, dd_name + ".count")
         else:
             emit = self._emitter(GAUGE, dd_name)
+        allowed = self._admit(plan.family, name, len(rows))
+        if allowed < len(rows):
+            rows = rows[:allowed]
         rename, exclude = self.rename_labels, self.exclude_labels
         keep = [i for i, label in enumerate(label_names) if label not in exclude]
         prefixes = [f"{rename.get(label_names[i], label_names[i])}:" for i in keep]
@@ -266,6 +290,8 @@ class CiliumScraper(OpenMetricsScraper):
                 if stats.first_malformed is None:
                     stats.first_malformed = (None, f"histogram {dd_name}: {problem}")
                 continue
+            if not self._admit(dd_name, "_bucket"):
+                continue
             buckets.sort()
             tags = self._tags(pairs)
             submit = self._bucket_submitter(direct, dd_name)
@@ -339,6 +365,15 @@ class CiliumScraper(OpenMetricsScraper):
             self.service_check(self.SERVICE_CHECK_HEALTH, ServiceCheck.CRITICAL, tags=self.static_tags, message=message)
             return message
         stats = self.reader.stats
+        if self._capped:
+            family, dropped = sorted(self._capped.items(), key=lambda kv: -kv[1])[0]
+            message = (
+                f"{self.component} endpoint {self.display_url}: {family} has more than {self.max_contexts} contexts; "
+                f"dropped {dropped} (raise `max_contexts_per_family`, or exclude the family or its labels)"
+                + (f"; {len(self._capped) - 1} more families capped" if len(self._capped) > 1 else "")
+            )
+            self.service_check(self.SERVICE_CHECK_HEALTH, ServiceCheck.WARNING, tags=self.static_tags, message=message)
+            return message
         if stats.malformed:
             line_no, text = stats.first_malformed
             where = f"first at line {line_no}" if line_no else "first"
