@@ -459,3 +459,69 @@ def test_a_family_beyond_its_context_limit_is_capped_and_named(metrics_server, a
     assert len(contexts) == 10
     # Other families are untouched.
     assert aggregator.metrics("cilium_day2.policy.count")
+
+
+# --- 7. TLS, tokens, proxies -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_server(tmp_path, metrics_server):
+    """The metrics server's routes over https, with a self-signed certificate for 127.0.0.1."""
+    import ssl
+
+    cert, key = tmp_path / "ca.pem", tmp_path / "key.pem"
+    proc = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        capture_output=True, timeout=60,
+    )
+    if proc.returncode != 0:
+        pytest.skip("openssl cannot make a certificate here")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    httpd = metrics_server.httpd
+    plain = httpd.socket
+    httpd.socket = context.wrap_socket(plain, server_side=True)
+    yield metrics_server, cert
+    httpd.socket = plain
+
+
+def test_tls_options(tls_server, capsys):
+    server, ca = tls_server
+    url = server.serve("/a", fixture_text("agent_v1_18.txt")).replace("http://", "https://")
+    _, out, _ = doctor(capsys, "--format", "json", "--agent", url)
+    error = json.loads(out)["endpoints"][0]["error"]
+    assert "TLS certificate verification failed" in error and "--ca-file" in error and "tls_verify" not in error
+    for flags in (["--ca-file", str(ca)], ["--insecure"]):
+        _, out, _ = doctor(capsys, "--format", "json", "--agent", url, *flags)
+        assert json.loads(out)["endpoints"][0]["error"] is None, flags
+
+
+def test_bearer_token_file(metrics_server, tmp_path, capsys):
+    url = metrics_server.serve("/a", fixture_text("agent_v1_18.txt"))
+    token = tmp_path / "token"
+    token.write_text("s3cr3t-token\n")
+    code, out, err = doctor(capsys, "--agent", url, "--bearer-token-file", str(token))
+    assert metrics_server.routes["/a"].requests[-1].get("Authorization") == "Bearer s3cr3t-token"
+    assert "s3cr3t" not in out + err
+    missing = tmp_path / "nope"
+    code, out, err = doctor(capsys, "--agent", url, "--bearer-token-file", str(missing))
+    assert code == 2 and str(missing) in err and one_line_error(err)
+    code, _, err = doctor(capsys, "--agent", url, "--ca-file", str(missing))
+    assert code == 2 and str(missing) in err and "--ca-file" in err
+
+
+def test_unauthorized_names_the_token_option(metrics_server, capsys):
+    url = metrics_server.serve("/a", "denied", status=401)
+    _, out, _ = doctor(capsys, "--format", "json", "--agent", url)
+    assert "--bearer-token-file" in json.loads(out)["endpoints"][0]["error"]
+
+
+def test_a_failing_proxy_is_named(monkeypatch, refused_url, capsys):
+    proxy_port = refused_url.split(":")[2].split("/")[0]
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://user:pw@127.0.0.1:{proxy_port}")
+    _, out, _ = doctor(capsys, "--format", "json", "--agent", "http://10.255.255.1:9962/metrics")
+    error = json.loads(out)["endpoints"][0]["error"]
+    assert f"127.0.0.1:{proxy_port}" in error and "proxy" in error and "pw" not in error

@@ -36,6 +36,7 @@ from typing import Callable, List, Optional
 from urllib.parse import urlsplit
 
 from .. import metrics
+from . import transport as transports
 from .applicability import IPAM_FEATURE, NOT_APPLICABLE, mark_not_applicable
 from ..exposition import body
 from ..errors import UserError
@@ -104,6 +105,7 @@ def add_arguments(parser):
     parser.add_argument("--timeout", default="10s", metavar="DURATION", help="per-request timeout (default 10s)")
     parser.add_argument("--values", metavar="FILE", help="the overrides file `render` takes (thresholds, windows, label names)")
     parser.add_argument("--format", choices=("table", "json"), default="table", help="output format (default table)")
+    transports.add_arguments(parser)
     parser.add_argument("--all", action="store_true", help="with --format table, also list signals that are OK or NO DATA")
 
 
@@ -347,7 +349,7 @@ def truncated_message(partial):
             "Prometheus fails such a scrape, and so does doctor")
 
 
-def fetch_samples(endpoint: Endpoint, timeout: float, labels, plans):
+def fetch_samples(endpoint: Endpoint, timeout: float, labels, plans, transport=None):
     timeout_text = f"{timeout:g}s (--timeout)"
     if endpoint.fetch is not None:
         text = endpoint.fetch(timeout)
@@ -358,15 +360,19 @@ def fetch_samples(endpoint: Endpoint, timeout: float, labels, plans):
         return read_samples([str(text)], labels, plans, endpoint.component)
     import requests
 
+    transport = transport or transports.Transport()
     deadline = body.deadline_after(timeout)
     try:
-        response = requests.get(endpoint.url, timeout=timeout, stream=True,
-                                headers={"Accept": "text/plain;version=0.0.4", "Accept-Encoding": "gzip"})
+        response = requests.get(endpoint.url, timeout=timeout, stream=True, **transport.request_kwargs())
     except Exception as exc:  # requests' whole family, and urllib3's URL errors
-        raise ScrapeError(body.describe_failure(exc)) from None
+        raise ScrapeError(transports.describe(exc, endpoint.url)) from None
     try:
         if response.status_code != 200:
-            raise ScrapeError(f"HTTP {response.status_code} {response.reason or ''}".strip())
+            hint = ""
+            if response.status_code in (401, 403):
+                hint = ("; give a token with --bearer-token-file" if not transport.token
+                        else "; the token from --bearer-token-file was refused")
+            raise ScrapeError(f"HTTP {response.status_code} {response.reason or ''}".strip() + hint)
         chunks = body.iter_text(response, deadline, timeout_text)
         return read_samples(chunks, labels, plans, endpoint.component)
     except ScrapeError:
@@ -385,7 +391,8 @@ def parse_samples(text: str, labels, plans, component="agent") -> List[Sample]:
 class Sampler:
     """Takes snapshots of a set of endpoints; the clock may run faster than the wall (demo)."""
 
-    def __init__(self, endpoints, cluster, plans, timeout=10.0, time_scale=1.0):
+    def __init__(self, endpoints, cluster, plans, timeout=10.0, time_scale=1.0, transport=None):
+        self.transport = transport
         self.endpoints = endpoints
         self.plans = plans
         self.cluster = cluster
@@ -405,7 +412,7 @@ class Sampler:
         """(samples, error, answered as Cilium); never raises."""
         labels = self._labels(endpoint)
         try:
-            return fetch_samples(endpoint, self.timeout, labels, self.plans[endpoint.component]), "", True
+            return fetch_samples(endpoint, self.timeout, labels, self.plans[endpoint.component], self.transport), "", True
         except NotCilium as exc:
             return None, str(exc), False
         except ScrapeError as exc:
@@ -722,11 +729,13 @@ def _seen(family, names):
     return family in names or any(family + s in names for s in ("_bucket", "_count", "_sum", "_total"))
 
 
-def diagnose(catalog, endpoints, cluster, samples, interval, timeout=10.0, time_scale=1.0, progress=None):
+def diagnose(catalog, endpoints, cluster, samples, interval, timeout=10.0, time_scale=1.0, progress=None,
+             transport=None):
     """Sample the endpoints and evaluate the catalog. Returns (findings, statuses, exit code,
     reason)."""
     check_unique(endpoints)
-    sampler = Sampler(endpoints, cluster, reader_plans(catalog), timeout=timeout, time_scale=time_scale)
+    sampler = Sampler(endpoints, cluster, reader_plans(catalog), timeout=timeout, time_scale=time_scale,
+                      transport=transport)
     sampler.run(samples, interval, progress)
     _missing_families(catalog, sampler)
     statuses = list(sampler.status.values())
@@ -796,6 +805,7 @@ def run(args):
     if samples is not None and samples < 1:
         raise UserError(f"--samples {samples}: take at least 1 (rates need 2)")
     timeout = _duration(args.timeout, "--timeout")
+    transport = transports.from_args(args)
     sim = None
     time_scale = 1.0
     cluster = args.cluster
@@ -839,7 +849,8 @@ def run(args):
     progress = _progress_printer(sys.stderr, len(endpoints))
     try:
         findings, statuses, code, reason = diagnose(
-            catalog, endpoints, cluster, samples, interval, timeout=timeout, time_scale=time_scale, progress=progress
+            catalog, endpoints, cluster, samples, interval, timeout=timeout, time_scale=time_scale, progress=progress,
+            transport=transport,
         )
     finally:
         if sim is not None:

@@ -104,8 +104,9 @@ def iter_text(response, deadline, timeout_text, max_bytes=MAX_BODY_BYTES):
         yield text
 
 
-def describe_failure(exc):
-    """One line naming the cause of a failed fetch: no URL (it may carry credentials), no frames."""
+def describe_failure(exc, tls_hint="check the CA, or `tls_verify`"):
+    """One line naming the cause of a failed fetch: no URL (it may carry credentials), no frames.
+    `tls_hint` names the caller's own options for a certificate that does not verify."""
     if isinstance(exc, BodyError):
         return str(exc)
     chain = []
@@ -115,8 +116,10 @@ def describe_failure(exc):
         seen = seen.__cause__ or seen.__context__
     names = " ".join(type(e).__name__ for e in chain)
     text = " ".join(str(e) for e in chain)
+    if "ProxyError" in " ".join(type(e).__name__ for e in chain):
+        return "the proxy refused or could not make the connection"
     for needle, reason in (
-        ("CERTIFICATE_VERIFY_FAILED", "TLS certificate verification failed (check the CA, or `tls_verify`)"),
+        ("CERTIFICATE_VERIFY_FAILED", f"TLS certificate verification failed ({tls_hint})"),
         ("WRONG_VERSION_NUMBER", "TLS handshake failed: the port does not speak TLS (try http://)"),
         ("SSLError", "TLS handshake failed"),
         ("SSL", "TLS handshake failed"),
