@@ -41,7 +41,9 @@ from .applicability import IPAM_FEATURE, NOT_APPLICABLE, mark_not_applicable
 from ..exposition import body
 from ..errors import UserError
 from ..catalog.evaluate import CRITICAL, NO_DATA, OK, WARNING, evaluate_catalog, overall
-from ..catalog.query import Distinct, Outlier, Quantile, Sample, Snapshot, iter_nodes, iter_selectors
+from ..catalog.query import (
+    Distinct, Increase, Outlier, Quantile, Rate, Sample, Snapshot, iter_nodes, iter_selectors,
+)
 from ..exposition.reader import ExpositionReader, FamilyPlan, looks_like_exposition
 from ..urls import safe_url
 
@@ -227,12 +229,27 @@ class NotCilium(ScrapeError):
     not a failure of Cilium, and nothing to judge Cilium by."""
 
 
+# Query nodes under which a family's series may be summed while reading: the rate of a sum is
+# the sum of the rates. (Histogram buckets are kept per series: each series' buckets are
+# checked before use, which a sum would hide.)
+_SUMMABLE = (Rate, Increase)
+
+
 def reader_plans(catalog):
     """{component: [FamilyPlan]} for the families the catalog reads. Hubble families are summed
     down to the labels the queries use, as the check does, so that memory does not grow with
-    Hubble's per-pod series."""
+    Hubble's per-pod series; so is every agent and operator family that the catalog only rates
+    (counters), so that memory grows with the groups the catalog reports,
+    not with an endpoint's series."""
     kinds, needed = {}, {}
+    summable = {}
     for signal in catalog.signals:
+        for node in iter_nodes(signal.query.expr):
+            selector = getattr(node, "selector", None)
+            if selector is None:
+                continue
+            for family in selector.families(catalog.settings.cloud_apis):
+                summable[family] = summable.get(family, True) and isinstance(node, _SUMMABLE)
         labels = set(signal.group_by)
         for node in iter_nodes(signal.query.expr):
             if isinstance(node, Distinct):
@@ -253,15 +270,22 @@ def reader_plans(catalog):
         reduce = None
         if component == "hubble":
             reduce = set(metrics.HUBBLE_BOUNDED_LABELS.get(family, ())) | needed[family] | {"le"}
+        elif summable.get(family):
+            reduce = needed[family] | {"le"}
         plans[component].append(FamilyPlan(family, kind, reduce))
     plans["agent"].append(FamilyPlan(IPAM_FEATURE, "gauge", None))  # the IPAM mode (applicability)
     return plans
 
 
-def read_samples(chunks, labels, plans, component):
+def read_samples(chunks, labels, plans, component, cache=None):
     """Samples of an exposition (names exactly as exposed, logical labels added), read by the
-    shared reader. Raises ScrapeError when the body is not a Cilium exposition of `component`."""
+    shared reader. Raises ScrapeError when the body is not a Cilium exposition of `component`.
+
+    Kept families are read a block at a time (the reader's bulk path). `cache` (one dict per
+    endpoint, kept across its snapshots) lets a series' label mapping be built once and shared by
+    every snapshot, so that memory grows with the series the catalog reads, not with samples."""
     out = Samples()
+    cache = {} if cache is None else cache
     inf = math.inf
     buckets = {}  # (plan, sample name, labels without le) -> [(le text, value)]
 
@@ -277,7 +301,25 @@ def read_samples(chunks, labels, plans, component):
         merged.update(labels)
         out.append(Sample(name, merged, value))
 
-    reader = ExpositionReader(plans, on_sample)
+    def on_rows(plan, name, names, rows):
+        if plan.kind == "histogram" and name.endswith("_bucket"):
+            for row in rows:
+                on_sample(plan, name, list(zip(names, row)), float(row[-1]))
+            return
+        append = out.append
+        for row in rows:
+            value = float(row[-1])  # the bulk path takes only values float() accepts
+            if value - value != 0.0:
+                continue  # NaN/Inf never becomes a verdict
+            key = (name, names, row[:-1])
+            merged = cache.get(key)
+            if merged is None:
+                merged = dict(zip(names, row))  # zip stops at the names: the value is left out
+                merged.update(labels)
+                cache[key] = merged
+            append(Sample(name, merged, value))
+
+    reader = ExpositionReader(plans, on_sample, on_rows=on_rows)
     stats = reader.read(chunks)
     if stats.unterminated and (stats.recognised or looks_like_exposition(stats.unterminated)):
         raise ScrapeError(truncated_message(stats.unterminated))
@@ -349,7 +391,7 @@ def truncated_message(partial):
             "Prometheus fails such a scrape, and so does doctor")
 
 
-def fetch_samples(endpoint: Endpoint, timeout: float, labels, plans, transport=None):
+def fetch_samples(endpoint: Endpoint, timeout: float, labels, plans, transport=None, cache=None):
     timeout_text = f"{timeout:g}s (--timeout)"
     if endpoint.fetch is not None:
         text = endpoint.fetch(timeout)
@@ -357,7 +399,7 @@ def fetch_samples(endpoint: Endpoint, timeout: float, labels, plans, transport=N
             raise ScrapeError(f"the response is larger than {body.MAX_BODY_BYTES // (1024 * 1024)} MiB (the limit)")
         if isinstance(text, bytes):
             text = text.decode("utf-8", "replace")
-        return read_samples([str(text)], labels, plans, endpoint.component)
+        return read_samples([str(text)], labels, plans, endpoint.component, cache)
     import requests
 
     transport = transport or transports.Transport()
@@ -374,7 +416,7 @@ def fetch_samples(endpoint: Endpoint, timeout: float, labels, plans, transport=N
                         else "; the token from --bearer-token-file was refused")
             raise ScrapeError(f"HTTP {response.status_code} {response.reason or ''}".strip() + hint)
         chunks = body.iter_text(response, deadline, timeout_text)
-        return read_samples(chunks, labels, plans, endpoint.component)
+        return read_samples(chunks, labels, plans, endpoint.component, cache)
     except ScrapeError:
         raise
     except Exception as exc:
@@ -393,6 +435,7 @@ class Sampler:
 
     def __init__(self, endpoints, cluster, plans, timeout=10.0, time_scale=1.0, transport=None):
         self.transport = transport
+        self._label_cache = {}  # id(endpoint) -> its series' label mappings, shared by its snapshots
         self.endpoints = endpoints
         self.plans = plans
         self.cluster = cluster
@@ -412,7 +455,9 @@ class Sampler:
         """(samples, error, answered as Cilium); never raises."""
         labels = self._labels(endpoint)
         try:
-            return fetch_samples(endpoint, self.timeout, labels, self.plans[endpoint.component], self.transport), "", True
+            samples = fetch_samples(endpoint, self.timeout, labels, self.plans[endpoint.component], self.transport,
+                                    self._label_cache.setdefault(id(endpoint), {}))
+            return samples, "", True
         except NotCilium as exc:
             return None, str(exc), False
         except ScrapeError as exc:
