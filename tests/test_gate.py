@@ -525,3 +525,32 @@ def test_a_failing_proxy_is_named(monkeypatch, refused_url, capsys):
     _, out, _ = doctor(capsys, "--format", "json", "--agent", "http://10.255.255.1:9962/metrics")
     error = json.loads(out)["endpoints"][0]["error"]
     assert f"127.0.0.1:{proxy_port}" in error and "proxy" in error and "pw" not in error
+
+
+# --- 5. memory ---------------------------------------------------------------------------------------
+
+
+MEMORY_PROBE = """
+import json, resource, sys
+from cilium_day2.cli import main
+code = main(sys.argv[1:])
+print(json.dumps({"code": code, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("family", ["cilium_drop_count_total", "cilium_endpoint_some_other_family"])
+def test_an_agent_with_300k_series_stays_under_300_mb(metrics_server, family):
+    lines = [f"# TYPE {family} {'counter' if family.endswith('_total') else 'gauge'}\n"]
+    lines += [f'{family}{{reason="Policy denied",direction="INGRESS",pod="p{i}"}} {i}\n' for i in range(300_000)]
+    body = fixture_text("agent_v1_18.txt") + "".join(lines)
+    url = metrics_server.serve("/big", body)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, "-c", MEMORY_PROBE, "doctor", "--samples", "2", "--interval", "0.5s", "--timeout", "30s",
+         "--format", "json", "--agent", url],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    result = json.loads(proc.stderr.strip().splitlines()[-1])
+    report = json.loads(proc.stdout)
+    assert report["endpoints"][0]["error"] is None
+    assert result["rss_mb"] < 300, result
