@@ -554,3 +554,54 @@ def test_an_agent_with_300k_series_stays_under_300_mb(metrics_server, family):
     report = json.loads(proc.stdout)
     assert report["endpoints"][0]["error"] is None
     assert result["rss_mb"] < 300, result
+
+
+# --- 10. every documented option works as in the stock OpenMetrics V2 check, or is refused ------------
+
+
+def _tags_by_metric(aggregator, name, drop=("endpoint:", "cilium_component:")):
+    return sorted(tuple(sorted(t for t in m.tags if not t.startswith(drop))) for m in aggregator.metrics(name))
+
+
+@pytest.mark.parametrize("options", [
+    {"exclude_labels": ["map_name"]},
+    {"rename_labels": {"map_name": "bpf_map"}},
+    {"tags": ["team:net", "env:prod"], "ignore_tags": ["^env:"]},
+    {"exclude_metrics": ["cilium_bpf_map_pressure"]},
+])
+def test_options_match_the_stock_openmetrics_check(metrics_server, aggregator, dd_run_check, options):
+    from datadog_checks.base import OpenMetricsBaseCheckV2
+
+    from cilium_day2 import metrics
+
+    url = metrics_server.serve("/a", fixture_text("agent_v1_18.txt"))
+    name = "cilium_day2.bpf.map_pressure"
+    stock_options = dict(options)
+    stock_options["rename_labels"] = {**metrics.RENAME_LABELS, **options.get("rename_labels", {})}
+    stock = OpenMetricsBaseCheckV2("stock", {}, [{
+        "openmetrics_endpoint": url, "namespace": "cilium_day2",
+        "metrics": [{"cilium_bpf_map_pressure": "bpf.map_pressure"}], **stock_options,
+    }])
+    dd_run_check(stock)
+    expected = _tags_by_metric(aggregator, name)
+    assert expected or "exclude_metrics" in options
+    aggregator.reset()
+    dd_run_check(make_check({"agent_endpoint": url, **options}))
+    assert _tags_by_metric(aggregator, name) == expected
+
+
+@pytest.mark.parametrize("option, value", [
+    ("exclude_metrics_by_labels", {"map_name": ["lxc"]}),
+    ("include_labels", ["map_name"]),
+    ("hostname_label", "node"),
+    ("raw_line_filters", ["^cilium_bpf"]),
+    ("ignore_connection_errors", True),
+])
+def test_options_the_reader_does_not_apply_are_refused_by_name(metrics_server, aggregator, dd_run_check, option, value):
+    url = metrics_server.serve("/a", fixture_text("agent_v1_18.txt"))
+    dd_run_check(make_check({"agent_endpoint": url, option: value}))
+    (sc,) = aggregator.service_checks("cilium_day2.agent.openmetrics.health")
+    assert sc.status == AgentCheck.CRITICAL and f"`{option}`" in sc.message
+    assert not aggregator.metrics("cilium_day2.bpf.map_pressure")
+    example = (ROOT / "datadog_checks" / "cilium_day2" / "data" / "conf.yaml.example").read_text()
+    assert f"@param {option} " not in example

@@ -82,9 +82,40 @@ def _regex_option(option, pattern):
         ) from None
 
 
+# Options of Datadog's OpenMetrics V2 check that act on each sample inside its generic parser,
+# which this check replaces with its own reader: they are not in this check's conf.yaml.example,
+# and an instance that sets one (to anything but its default) is refused by name rather than
+# silently collected differently. Value: the default, which is accepted.
+UNSUPPORTED_OPTIONS = {
+    "exclude_metrics_by_labels": {},
+    "include_labels": [],
+    "hostname_label": "",
+    "hostname_format": "",
+    "raw_line_filters": [],
+    "share_labels": {},
+    "cache_shared_labels": True,
+    "collect_histogram_buckets": True,
+    "non_cumulative_histogram_buckets": False,
+    "use_process_start_time": False,
+    "ignore_connection_errors": False,
+}
+
+
+def _unsupported(instance):
+    for option, default in UNSUPPORTED_OPTIONS.items():
+        value = instance.get(option)
+        if value is None or value == default or (not value and not default):
+            continue
+        raise ConfigurationError(
+            f"`{option}` is not supported by cilium_day2 (its reader replaces the generic OpenMetrics "
+            f"parser that applies it); remove it (see conf.yaml.example for the options this check honours)"
+        )
+
+
 def validate_options(instance):
     """Instance-wide options that every endpoint uses: a bad one fails every endpoint, each with
     a CRITICAL service check naming the option (raises ConfigurationError with that message)."""
+    _unsupported(instance)
     for option in ("timeout", "connect_timeout", "read_timeout"):
         _number_option(instance, option, 10, MAX_TIMEOUT_SECONDS)
     limit = instance.get("max_contexts_per_family", DEFAULT_MAX_CONTEXTS_PER_FAMILY)
