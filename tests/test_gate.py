@@ -230,6 +230,8 @@ def test_body_cut_mid_line_fails_like_prometheus(capsys, aggregator, dd_run_chec
     assert code == 3 and "truncated" in report["endpoints"][0]["error"]
     (sc,) = aggregator.service_checks("cilium_day2.agent.openmetrics.health")
     assert sc.status == AgentCheck.CRITICAL and "truncated" in sc.message
+    # As Prometheus drops a failed scrape whole, nothing of the cut body is sent.
+    assert not aggregator.metric_names
 
 
 def test_whole_body_without_cut_still_reads(capsys):

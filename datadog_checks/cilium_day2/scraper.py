@@ -75,6 +75,7 @@ class CiliumScraper(OpenMetricsScraper):
         self.max_contexts = limit if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 else 0
         self._contexts = {}  # (family, sample name) -> contexts submitted this run
         self._capped = {}  # family -> contexts dropped this run
+        self._pending = []  # (submit, args, kwargs) of this run, sent once the body is complete
 
     def _admit(self, family, name, count=1):
         """How many of `count` new contexts of a family may still be submitted this run."""
@@ -100,6 +101,9 @@ class CiliumScraper(OpenMetricsScraper):
         self._flush = bool(self.flush_first_value)
         self._buckets = {}
         self._contexts, self._capped = {}, {}
+        # Submissions wait until the whole body is read: a body cut off mid-line fails the scrape
+        # as Prometheus fails it, and nothing of it is sent.
+        self._pending = []
         deadline = body.deadline_after(self.deadline_seconds)
         response = self.get_connection()
         try:
@@ -109,10 +113,13 @@ class CiliumScraper(OpenMetricsScraper):
         if stats.unterminated and (stats.recognised or looks_like_exposition(stats.unterminated)):
             # Cut off mid-line: Prometheus fails the scrape, and so does the check (its
             # histograms and extra metrics are not sent; see docs/limits.md).
-            self._buckets = {}
+            self._buckets, self._pending = {}, []
             raise ScrapeError(
                 f"the response ends inside a line ({stats.unterminated!r} has no newline): a truncated body"
             )
+        pending, self._pending = self._pending, []
+        for submit, args, kwargs in pending:
+            submit(*args, **kwargs)
         self._flush_histograms()
         if self.reader.extra_lines:
             self._submit_extra(self.reader.extra_lines)
@@ -145,22 +152,24 @@ class CiliumScraper(OpenMetricsScraper):
                 return
             suffix = ".sum" if name.endswith("_sum") else ".count" if name.endswith("_count") else None
             if suffix is not None and self._admit(plan.family, name):
-                self.check.monotonic_count(dd_name + suffix, value, tags=self._tags(pairs), flush_first_value=self._flush)
+                self._pending.append((self.check.monotonic_count, (dd_name + suffix, value),
+                                      {"tags": self._tags(pairs), "flush_first_value": self._flush}))
             return
         if value != value or value in (INF, -INF):
             return
         if not self._admit(plan.family, name):
             return
         if kind == "counter":
-            self.check.monotonic_count(dd_name + ".count", value, tags=self._tags(pairs), flush_first_value=self._flush)
+            self._pending.append((self.check.monotonic_count, (dd_name + ".count", value),
+                                  {"tags": self._tags(pairs), "flush_first_value": self._flush}))
         elif plan.family == "cilium_version":
             version = dict(pairs).get("version")
             if version:
-                self.check.set_metadata("version", version.lstrip("v"))
+                self._pending.append((self.check.set_metadata, ("version", version.lstrip("v")), {}))
             # Cilium leaves this gauge at 0; the version is the tag, so send a presence value.
-            self.check.gauge(dd_name, 1, tags=self._tags(pairs))
+            self._pending.append((self.check.gauge, (dd_name, 1), {"tags": self._tags(pairs)}))
         else:
-            self.check.gauge(dd_name, value, tags=self._tags(pairs))
+            self._pending.append((self.check.gauge, (dd_name, value), {"tags": self._tags(pairs)}))
 
     def _on_rows(self, plan, name, label_names, rows):
         """A block of samples of one family sharing `label_names` (values last in each row)."""
@@ -190,6 +199,7 @@ class CiliumScraper(OpenMetricsScraper):
         prefixes = [f"{rename.get(label_names[i], label_names[i])}:" for i in keep]
         static = list(self.tags)
         whole = len(keep) == len(label_names)
+        batch = []
         for row in rows:
             try:
                 value = float(row[-1])
@@ -201,7 +211,9 @@ class CiliumScraper(OpenMetricsScraper):
             # `map` stops at the shorter: the prefixes, one per label, not the value.
             tags = list(map(add, prefixes, row)) if whole else [p + row[i] for p, i in zip(prefixes, keep)]
             tags += static
-            emit(value, tags)
+            batch.append((value, tags))
+        if batch:
+            self._pending.append((_emit_all, (emit, batch), {}))
 
     def _direct(self):
         """The aggregator to submit to directly, or None when the base class must see every sample.
@@ -409,6 +421,11 @@ class InvalidEndpoint:
             f"{self.component}.openmetrics.health", ServiceCheck.CRITICAL, tags=self.tags, message=self.message
         )
         return self.message
+
+
+def _emit_all(emit, batch):
+    for value, tags in batch:
+        emit(value, tags)
 
 
 def _bucket_problem(buckets):
