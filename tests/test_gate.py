@@ -607,3 +607,20 @@ def test_options_the_reader_does_not_apply_are_refused_by_name(metrics_server, a
     assert not aggregator.metrics("cilium_day2.bpf.map_pressure")
     example = (ROOT / "datadog_checks" / "cilium_day2" / "data" / "conf.yaml.example").read_text()
     assert f"@param {option} " not in example
+
+
+def test_a_gzip_body_cut_short_is_truncated(capsys):
+    import gzip
+
+    packed = gzip.compress(fixture_text("agent_v1_18.txt").encode())
+
+    def handler(server, conn):
+        conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Encoding: gzip\r\n\r\n"
+                     + packed[: len(packed) - 40])
+
+    server = BadHttp(handler)
+    try:
+        code, out, _ = doctor(capsys, "--format", "json", "--agent", server.url())
+    finally:
+        server.close()
+    assert code == 3 and "truncated" in json.loads(out)["endpoints"][0]["error"]

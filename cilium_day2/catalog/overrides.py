@@ -232,6 +232,8 @@ def load_values(values: Union[str, Path, Mapping, None], catalog: Catalog) -> Va
 # Longest window, `for` and `keep_firing_for` accepted: a week. Longer windows make every rule
 # evaluation read weeks of samples, and no Day-2 signal needs them.
 MAX_DURATION_SECONDS = 7 * 24 * 3600
+# Upper bounds of integer settings (seconds; rules).
+MAX_SETTING = {"datadog_check_interval": 3600, "max_rules_per_group": 1000}
 # The domain of a threshold, by the signal's unit: (lowest, highest) allowed.
 UNIT_DOMAINS = {
     "ratio": (0.0, 1.0),
@@ -287,6 +289,8 @@ def _check_threshold_domain(source, sid, signal, key, value):
 def check_rendered_safety(source, values, catalog):
     for name, value in values.settings.items():
         key = f"settings.{name}"
+        if name in MAX_SETTING and value > MAX_SETTING[name]:
+            _fail(source, key, f"{value} is above the limit of {MAX_SETTING[name]}; choose a smaller value")
         if name.endswith("_job"):
             check_re2(source, key, value)
         elif name == "alert_labels":

@@ -82,6 +82,8 @@ def _inflated(chunks, encoding):
         tail = inflater.flush()
     except zlib.error:
         raise BodyError(f"the response is not valid {encoding} data") from None
+    if not inflater.eof:
+        raise BodyError(f"the {encoding} response was cut off before its end (truncated body)")
     if tail:
         yield tail
 
