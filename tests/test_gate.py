@@ -250,7 +250,7 @@ def test_whole_body_without_cut_still_reads(capsys):
 
 
 @pytest.mark.parametrize("flag, value", [("--timeout", "0s"), ("--timeout", "1h"), ("--timeout", "soon"),
-                                         ("--interval", "2h"), ("--interval", "x")])
+                                         ("--interval", "2h"), ("--interval", "x"), ("--interval", "0s")])
 def test_timeout_and_interval_are_bounded(capsys, flag, value):
     code = cli.main(["doctor", "--agent", "http://127.0.0.1:1/metrics", f"{flag}={value}"])
     err = capsys.readouterr().err

@@ -729,7 +729,7 @@ def _json_default(value):
 
 
 # Bounds of --timeout and --interval (seconds): positive, and short enough to be a mistake beyond.
-DURATION_BOUNDS = {"--timeout": (0.001, 300.0), "--interval": (0.0, 3600.0)}
+DURATION_BOUNDS = {"--timeout": (0.001, 300.0), "--interval": (0.001, 3600.0)}
 
 
 def _duration(text, flag):
@@ -740,9 +740,9 @@ def _duration(text, flag):
     except UserError:
         raise UserError(f"{flag} {text!r}: not a duration; write e.g. 15s, 1m") from None
     low, high = DURATION_BOUNDS.get(flag, (0.0, float("inf")))
-    if not math.isfinite(seconds) or seconds > high or seconds < low or (flag == "--timeout" and seconds <= 0):
+    if not math.isfinite(seconds) or seconds > high or seconds < low or seconds <= 0:
         limit = f"{_human(high)}" if high >= 60 else f"{high:g}s"
-        floor = "more than 0s" if flag == "--timeout" else "0s or more"
+        floor = "more than 0s"
         raise UserError(f"{flag} {text!r}: out of range; give {floor} and at most {limit}")
     return seconds
 
