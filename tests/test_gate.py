@@ -627,3 +627,20 @@ def test_a_gzip_body_cut_short_is_truncated(capsys):
     finally:
         server.close()
     assert code == 3 and "truncated" in json.loads(out)["endpoints"][0]["error"]
+
+
+def test_crd_identity_mode_without_kvstore_makes_kvstore_signals_not_applicable(metrics_server, capsys):
+    agent = "".join(line for line in fixture_text("agent_v1_18.txt").splitlines(keepends=True)
+                    if "cilium_kvstore_" not in line)
+    agent += ("# TYPE cilium_feature_controlplane_identity_allocation gauge\n"
+              'cilium_feature_controlplane_identity_allocation{mode="crd"} 1\n'
+              'cilium_feature_controlplane_identity_allocation{mode="kvstore"} 0\n')
+    _, out, _ = doctor(capsys, "--format", "json", "--agent", metrics_server.serve("/a", agent))
+    by_id = {s["id"]: s for s in json.loads(out)["signals"]}
+    for sid in ("kvstore_latency_p99", "kvstore_initial_sync_incomplete"):
+        assert by_id[sid]["status"] == "N/A" and "identity allocation mode crd" in by_id[sid]["reason"]
+    # Without the feature gauge the same endpoint leaves them without data: nothing is assumed.
+    plain = "".join(line for line in agent.splitlines(keepends=True) if "identity_allocation" not in line)
+    _, out, _ = doctor(capsys, "--format", "json", "--agent", metrics_server.serve("/b", plain))
+    by_id = {s["id"]: s for s in json.loads(out)["signals"]}
+    assert by_id["kvstore_initial_sync_incomplete"]["status"] == "NO DATA"

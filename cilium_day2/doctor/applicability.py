@@ -11,6 +11,11 @@ leader replica. The IPAM mode is read from the agent's feature gauge
 it, an operator that answered with Cilium metrics but none of the IPAM or cloud-API families is
 taken to run a mode without them (cluster-pool, kubernetes, multi-pool), and the reason says
 that a standby replica alone would look the same.
+
+kvstore. The agent's `cilium_kvstore_*` families exist only with a kvstore (etcd), which the agent
+uses for identities in `kvstore` and `doublewrite-*` identity allocation modes (and for
+Cluster Mesh). When the agent's `cilium_feature_controlplane_identity_allocation{mode}` says
+`crd` and no endpoint exposes any `cilium_kvstore_*` family, kvstore signals are not applicable.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ from ..catalog.query import iter_selectors
 
 NOT_APPLICABLE = "N/A"
 IPAM_FEATURE = "cilium_feature_controlplane_ipam"
+IDENTITY_FEATURE = "cilium_feature_controlplane_identity_allocation"
+FEATURE_FAMILIES = (IPAM_FEATURE, IDENTITY_FEATURE)
+KVSTORE_PREFIX = "cilium_kvstore_"
 # IPAM modes whose operator allocator exposes the IPAM and cloud-API families.
 CLOUD_IPAM_MODES = ("eni", "azure", "alibabacloud")
 _CLOUD_PREFIXES = ("cilium_operator_ipam_",) + tuple(f"cilium_operator_{api}_api_" for api in ("ec2", "azure", "alibabacloud"))
@@ -40,14 +48,25 @@ def _exposed(family, names):
     return family in names or any(family + s in names for s in ("_bucket", "_count", "_sum", "_total"))
 
 
-def ipam_modes(snapshots):
-    """The IPAM modes the agents report as enabled (value 1) in their latest samples."""
+def feature_modes(snapshots, family=IPAM_FEATURE):
+    """The modes the agents report as enabled (value 1) in a feature gauge, latest samples."""
     modes = set()
     for snap in snapshots[-1:]:
         for s in snap.samples:
-            if s.name == IPAM_FEATURE and s.value == 1 and s.labels.get("mode"):
+            if s.name == family and s.value == 1 and s.labels.get("mode"):
                 modes.add(s.labels["mode"])
     return modes
+
+
+def ipam_modes(snapshots):
+    return feature_modes(snapshots, IPAM_FEATURE)
+
+
+def _kvstore_reason(snapshots, names):
+    modes = feature_modes(snapshots, IDENTITY_FEATURE)
+    if modes == {"crd"} and not any(n.startswith(KVSTORE_PREFIX) for n in names):
+        return "not applicable: identity allocation mode crd, and no kvstore metrics (no kvstore in use)"
+    return ""
 
 
 def _operator_cloud_families(snapshots):
@@ -64,15 +83,19 @@ def mark_not_applicable(findings, snapshots, components, cloud_apis):
     elif not modes and operator_seen and not _operator_cloud_families(snapshots):
         reason = ("not applicable: the operator exposes no IPAM or cloud-API metrics, so IPAM is not "
                   "ENI, Azure or Alibaba Cloud (e.g. cluster-pool); if it is, scrape the leader operator replica too")
-    if not reason:
-        return findings
     names = {s.name for snap in snapshots for s in snap.samples}
+    kvstore = _kvstore_reason(snapshots, names)
+    if not reason and not kvstore:
+        return findings
     out = []
     for f in findings:
         # NO DATA, or OK only because an error counter is absent (none yet): neither was judged.
         unjudged = f.status == NO_DATA or (f.value is None and not f.groups)
-        if (unjudged and _is_cloud_ipam(f.signal, cloud_apis)
-                and not any(_exposed(x, names) for x in _families(f.signal, cloud_apis))):
-            f = replace(f, status=NOT_APPLICABLE, reason=reason)
+        families = _families(f.signal, cloud_apis)
+        if unjudged and not any(_exposed(x, names) for x in families):
+            if reason and _is_cloud_ipam(f.signal, cloud_apis):
+                f = replace(f, status=NOT_APPLICABLE, reason=reason)
+            elif kvstore and families and all(x.startswith(KVSTORE_PREFIX) for x in families):
+                f = replace(f, status=NOT_APPLICABLE, reason=kvstore)
         out.append(f)
     return out

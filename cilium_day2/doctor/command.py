@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 
 from .. import metrics
 from . import transport as transports
-from .applicability import IPAM_FEATURE, NOT_APPLICABLE, mark_not_applicable
+from .applicability import FEATURE_FAMILIES, NOT_APPLICABLE, mark_not_applicable
 from ..exposition import body
 from ..errors import UserError
 from ..catalog.evaluate import CRITICAL, NO_DATA, OK, WARNING, evaluate_catalog, overall
@@ -273,7 +273,8 @@ def reader_plans(catalog):
         elif summable.get(family):
             reduce = needed[family] | {"le"}
         plans[component].append(FamilyPlan(family, kind, reduce))
-    plans["agent"].append(FamilyPlan(IPAM_FEATURE, "gauge", None))  # the IPAM mode (applicability)
+    for family in FEATURE_FAMILIES:  # IPAM and identity allocation modes (applicability)
+        plans["agent"].append(FamilyPlan(family, "gauge", None))
     return plans
 
 
