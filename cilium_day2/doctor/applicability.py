@@ -7,7 +7,7 @@ a signal becomes not applicable; each reads what the endpoints said, never a gue
 IPAM and cloud APIs. The operator exposes `cilium_operator_ipam_*` and the cloud-API families
 (`cilium_operator_ec2_api_*`, ...) only with ENI, Azure or Alibaba Cloud IPAM, and only on the
 leader replica. The IPAM mode is read from the agent's feature gauge
-`cilium_feature_controlplane_ipam{mode}` (Cilium 1.16 and later: the enabled mode is 1). Without
+`cilium_feature_controlplane_ipam{mode}` (newer Cilium releases, `pkg/metrics/features`: the enabled mode is 1). Without
 it, an operator that answered with Cilium metrics but none of the IPAM or cloud-API families is
 taken to run a mode without them (cluster-pool, kubernetes, multi-pool), and the reason says
 that a standby replica alone would look the same.
