@@ -9,6 +9,7 @@ that neither the loader nor the code walking its result can be made to do expone
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -58,6 +59,10 @@ class YamlTooLarge(yaml.YAMLError):
     pass
 
 
+class DuplicateKey(yaml.YAMLError):
+    pass
+
+
 class BoundedLoader(yaml.SafeLoader):
     """SafeLoader that refuses documents whose alias-expanded size exceeds MAX_YAML_NODES."""
 
@@ -84,6 +89,21 @@ class BoundedLoader(yaml.SafeLoader):
             self._complete.add(event.anchor)
         return node
 
+    def construct_mapping(self, node, deep=False):
+        """A mapping that names a key twice is refused: YAML keeps one of the two silently, and
+        which one the user meant cannot be known."""
+        if isinstance(node, yaml.MappingNode):
+            seen = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = (key_node.tag, key_node.value)
+                if key in seen:
+                    raise DuplicateKey(f"the key {key_node.value!r} appears twice in one mapping (lines {seen[key] + 1} "
+                                       f"and {key_node.start_mark.line + 1}); keep one")
+                seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
     def _charge(self, nodes):
         self._charged += nodes
         if self._charged > self.max_nodes:
@@ -103,8 +123,22 @@ class BoundedLoader(yaml.SafeLoader):
         return size
 
 
+# Scalars are typed as YAML 1.2 (and Go's YAML readers, and Cilium) type them, not YAML 1.1:
+# only true/false (three spellings) are booleans, so `yes`, `on` or `y` stay text for the code
+# that reads them to judge; and `1e3` is a number, as users mean it (YAML 1.1 needs `1.0e+3`).
+_BOOL = "tag:yaml.org,2002:bool"
+BoundedLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+BoundedLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+BoundedLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"), list("-+0123456789.")
+)
+
+
 def yaml_error(what: str, exc: yaml.YAMLError, fix: str = "fix the syntax") -> UserError:
-    if isinstance(exc, YamlTooLarge):
+    if isinstance(exc, (YamlTooLarge, DuplicateKey)):
         return UserError(f"{what}: refused: {exc}")
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     where = f" at line {mark.line + 1}" if mark is not None else ""

@@ -31,14 +31,21 @@ def failing(findings):
 
 
 def test_healthy_cluster_passes_the_gate():
-    findings, statuses, code, reason = run_scenario("healthy")
+    # Samples spanning the longest window (an hour at 600x), as the demo takes them.
+    findings, statuses, code, reason = run_scenario("healthy", samples=7, interval=1.0)
     assert code == 0 and reason == ""
     assert failing(findings) == {}
     assert all(s.error == "" for s in statuses)
-    # Every signal the simulator feeds is evaluated (only error counters that never fired are
-    # absent, and those read as OK).
-    # (Window totals longer than the sampled span are "not enough samples", not a verdict.)
-    assert [f.id for f in findings if f.status == NO_DATA and not f.reason.startswith("not enough samples")] == []
+    # Every signal the simulator feeds is evaluated: nothing is left without data.
+    assert [f.id for f in findings if f.status == NO_DATA] == []
+
+
+def test_samples_shorter_than_a_window_are_not_a_pass():
+    """No data is never OK: a window total the samples cannot decide makes the gate exit 3."""
+    findings, _, code, reason = run_scenario("healthy")
+    undecided = [f.id for f in findings if f.status == NO_DATA]
+    assert undecided and all("not enough samples" in f.reason for f in findings if f.status == NO_DATA)
+    assert code == 3 and undecided[0] in reason and "without data" in reason
 
 
 def test_warning_exits_1_and_names_the_culprit_node():
@@ -62,7 +69,7 @@ def test_critical_exits_2_with_every_failing_group():
 def test_values_file_changes_thresholds(tmp_path):
     values = tmp_path / "values.yaml"
     values.write_text("signals:\n  controllers_failing: {warning: 4, critical: 10}\n")
-    findings, _, code, _ = run_scenario("controllers-failing", catalog=load_catalog(str(values)))
+    findings, _, code, _ = run_scenario("controllers-failing", catalog=load_catalog(str(values)), samples=7, interval=1.0)
     assert code == 0 and failing(findings) == {}
 
 
@@ -122,13 +129,14 @@ def test_one_sample_evaluates_instant_signals_only():
     assert code == 2
 
 
-def test_missing_components_are_no_data_not_failures():
+def test_missing_components_are_no_data_and_not_a_pass():
     findings, _, code, _ = run_scenario("healthy", mutate=lambda eps: [e for e in eps if e.component == "agent"])
     status = {f.id: f for f in findings}
     assert status["cloud_api_error_ratio"].status == NO_DATA
     assert status["cloud_api_error_ratio"].reason == "no operator endpoint given"
     assert status["hubble_lost_events"].status == NO_DATA
-    assert code == 0
+    # Not a pass: the operator and Hubble signals were not evaluated.
+    assert code == 3
 
 
 def test_parse_samples_keeps_names_exact():

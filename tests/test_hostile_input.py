@@ -301,7 +301,8 @@ def test_short_sample_does_not_judge_a_long_window(metrics_server, capsys):
                           "--agent", metrics_server.serve("/a", AGENT), "--hubble", metrics_server.serve("/h", hubble_text()))
     (stalled,) = [s for s in json.loads(out)["signals"] if s["id"] == "hubble_flows_stalled"]
     assert stalled["status"] == "NO DATA" and stalled["reason"].startswith("not enough samples")
-    assert code == 0
+    # Not judged is not OK: the gate cannot pass (exit 3, could not evaluate).
+    assert code == 3 and json.loads(out)["status"] == "UNEVALUATED"
 
 
 def test_nan_and_inf_never_become_a_verdict(metrics_server, aggregator, dd_run_check, capsys):

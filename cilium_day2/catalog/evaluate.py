@@ -19,7 +19,8 @@ Where the two cannot be the same, the difference is deliberate and documented:
   a `>` threshold (or clears a `<` one); otherwise the signal is NO DATA, "not enough samples".
 * Values that are not finite (NaN, ±Inf) are never judged.
 * A signal whose families no endpoint exposes is NO DATA (the feature is off, or the endpoint is
-  missing), except rates and increases of counters: Cilium creates a labelled counter on its
+  missing), whatever its `no_data` (which only tells alerts whether silence pages), except gauges
+  Cilium deletes while low (`ABSENT_MEANS_LOW`: map pressure) and rates and increases of counters: Cilium creates a labelled counter on its
   first increment, so an absent error counter on a scraped endpoint means "none yet", as it does
   for a Prometheus alert.
 """
@@ -97,6 +98,11 @@ def _present(family, seen_names):
     return any(family + suffix in seen_names for suffix in ("_bucket", "_count", "_sum", "_total"))
 
 
+# Gauge families whose series Cilium deletes while the value is low: absence is a verdict, "low"
+# (cilium_bpf_map_pressure: a map's series exists only above an internal threshold).
+ABSENT_MEANS_LOW = frozenset({"cilium_bpf_map_pressure"})
+
+
 def _counter_only(expr):
     """Rates and increases of counters: an absent family means no event yet."""
     return isinstance(expr, (Rate, Increase))
@@ -147,7 +153,11 @@ class SignalEvaluator:
             if isinstance(expr, Up):
                 return Finding(signal, NO_DATA, reason=comp_problem or f"no {expr.target} endpoint given")
             if families and len(missing) == len(families):
-                if signal.no_data == "ok" or _counter_only(expr):
+                # `no_data: ok` is for alerts (silence alone does not page); a gate that did not
+                # see the families has not judged the signal, unless Cilium's absence means a
+                # known state (an error counter not yet incremented, a map below its pressure
+                # threshold).
+                if _counter_only(expr) or all(f in ABSENT_MEANS_LOW for f in families):
                     return Finding(signal, OK, value=None, threshold=self._threshold(signal, OK))
                 return Finding(signal, NO_DATA, reason=f"not exposed: {', '.join(missing)}")
             # Families exist but nothing matched (no error series, no failing map): like a

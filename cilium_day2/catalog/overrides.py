@@ -221,7 +221,95 @@ def load_values(values: Union[str, Path, Mapping, None], catalog: Catalog) -> Va
         except UserError as exc:
             raise UserError(f"{source}: {exc}")
         out.signals[sid] = checked
+    check_rendered_safety(source, out, catalog)
     return out
+
+
+# --- what would render broken, or different from what was written -------------------------------
+# Kept apart from the per-key parsing above: each function refuses one class of value, naming
+# the key and the fix.
+
+# Longest window, `for` and `keep_firing_for` accepted: a week. Longer windows make every rule
+# evaluation read weeks of samples, and no Day-2 signal needs them.
+MAX_DURATION_SECONDS = 7 * 24 * 3600
+# Upper bounds of integer settings (seconds; rules).
+MAX_SETTING = {"datadog_check_interval": 3600, "max_rules_per_group": 1000}
+# The domain of a threshold, by the signal's unit: (lowest, highest) allowed.
+UNIT_DOMAINS = {
+    "ratio": (0.0, 1.0),
+    "bool": (0.0, 1.0),
+    "count": (0.0, math.inf),
+    "per_second": (0.0, math.inf),
+    "seconds": (0.0, math.inf),
+    "factor": (0.0, math.inf),
+}
+# Regex syntax Python accepts and RE2 (Prometheus, Alertmanager) does not.
+_NOT_RE2 = (
+    (re.compile(r"\(?[=!<>]|\(\?<[=!]"), "lookaround or atomic groups"),
+    (re.compile(r"\\[1-9]|\(\?P="), "backreferences"),
+    (re.compile(r"[*+?}]\+"), "possessive quantifiers"),
+    (re.compile(r"\\Z"), "\\Z (RE2 writes \\z)"),
+)
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _no_template(source, key, value):
+    """Prometheus and Alertmanager expand `{{ }}` in labels and annotations, Datadog in monitor
+    messages: such a value would not stay as written."""
+    if "{{" in value or "}}" in value:
+        _fail(source, key, f"{value!r} contains template syntax ({{{{ or }}}}), which alerting tools would expand; "
+                           "remove the braces")
+    if _CONTROL_RE.search(value):
+        _fail(source, key, f"{value!r} contains a control character (a newline?); write it on one line")
+
+
+def check_re2(source, key, pattern):
+    """A job regex must compile in RE2, as Prometheus compiles it (anchored)."""
+    if _CONTROL_RE.search(pattern):
+        _fail(source, key, f"{pattern!r} contains a control character; write the regex on one line")
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        _fail(source, key, f"{pattern!r} is not a valid regular expression ({exc}); escape special characters with \\")
+    for bad, what in _NOT_RE2:
+        if bad.search(pattern):
+            _fail(source, key, f"{pattern!r} uses {what}, which Prometheus' regex engine (RE2) does not support")
+    for count in re.findall(r"\{(\d+)(?:,(\d*))?\}", pattern):
+        if any(n and int(n) > 1000 for n in count):
+            _fail(source, key, f"{pattern!r} repeats more than 1000 times, which RE2 refuses")
+
+
+def _check_threshold_domain(source, sid, signal, key, value):
+    low, high = UNIT_DOMAINS.get(signal.unit, (-math.inf, math.inf))
+    if value is not None and not low <= value <= high:
+        what = "a ratio between 0 and 1" if high == 1.0 else f"a {signal.unit.replace('_', ' ')} value of at least 0"
+        _fail(source, f"signals.{sid}.{key}", f"{value:g} is outside the domain of this signal: it is {what}")
+
+
+def check_rendered_safety(source, values, catalog):
+    for name, value in values.settings.items():
+        key = f"settings.{name}"
+        if name in MAX_SETTING and value > MAX_SETTING[name]:
+            _fail(source, key, f"{value} is above the limit of {MAX_SETTING[name]}; choose a smaller value")
+        if name.endswith("_job"):
+            check_re2(source, key, value)
+        elif name == "alert_labels":
+            for label, val in value:
+                _no_template(source, f"{key}.{label}", val)
+        elif name == "runbook_base_url":
+            _no_template(source, key, value)
+        elif name == "shard_by_cluster":
+            for cluster in value:
+                _no_template(source, key, cluster)
+    for sid, spec in values.signals.items():
+        signal = catalog.signal(sid)
+        for key in ("warning", "critical"):
+            if key in spec:
+                _check_threshold_domain(source, sid, signal, key, spec[key])
+        for key in ("window", "for", "keep_firing_for"):
+            if key in spec and spec[key] > MAX_DURATION_SECONDS:
+                _fail(source, f"signals.{sid}.{key}",
+                      f"{format_duration(spec[key])} is longer than the limit of 7d; choose a shorter duration")
 
 
 def _with_params(query: RootQuery, params: Dict[str, float]) -> RootQuery:

@@ -338,6 +338,8 @@ def parse_root(data, where="query") -> RootQuery:
 class Sample:
     """One scraped sample. `labels` must already carry the logical labels (`cluster`, `node`)."""
 
+    __slots__ = ("name", "labels", "value")  # doctor holds one per series and snapshot
+
     name: str
     labels: Mapping[str, str]
     value: float
@@ -349,6 +351,18 @@ class Snapshot:
 
     timestamp: float
     samples: List[Sample] = field(default_factory=list)
+
+    def named(self, names) -> List[Sample]:
+        """The samples with one of `names`, through an index built on first use (each signal
+        reads a few families; scanning every sample per signal would cost signals x series)."""
+        index = self.__dict__.get("_index")
+        if index is None or index[0] != len(self.samples):
+            by_name = defaultdict(list)
+            for sample in self.samples:
+                by_name[sample.name].append(sample)
+            index = self.__dict__["_index"] = (len(self.samples), by_name)
+        by_name = index[1]
+        return [s for name in dict.fromkeys(names) for s in by_name.get(name, ())]
 
 
 GroupKey = Tuple[Tuple[str, str], ...]
@@ -373,8 +387,7 @@ def _aggregate(values: List[float], agg: str) -> float:
 
 
 def _select(snapshot: Snapshot, selector: Selector, names: Sequence[str]):
-    wanted = set(names)
-    return [s for s in snapshot.samples if s.name in wanted and selector.accepts(s.labels)]
+    return [s for s in snapshot.named(names) if selector.accepts(s.labels)]
 
 
 class Evaluator:
@@ -535,7 +548,13 @@ def _le_bound(labels: Mapping[str, str]) -> Optional[float]:
     le = labels.get("le")
     if le is None:
         return None
-    return math.inf if le in ("+Inf", "Inf", "inf") else float(le)
+    if le in ("+Inf", "Inf", "inf"):
+        return math.inf
+    try:
+        bound = float(le)
+    except ValueError:
+        return None  # not a bucket bound: left out, never a crash
+    return bound if bound == bound else None
 
 
 def histogram_quantile(q: float, cumulative: Sequence[Tuple[float, float]]) -> Optional[float]:

@@ -9,11 +9,13 @@ signal of the catalog (with `--values` overrides) through the same query model t
 rules and Datadog monitors are rendered from, and prints one line per signal. Its exit status is
 a gate for a Helm post-upgrade hook or a CI job:
 
-    0  every signal OK (NO DATA for features that are off does not fail the gate)
+    0  every enabled signal evaluated and OK, or not applicable with its reason (IPAM and
+       cloud-API signals under cluster-pool IPAM, see doctor/applicability.py)
     1  at least one WARNING
     2  at least one CRITICAL
-    3  could not evaluate: a component it was pointed at gave no Cilium metrics (unreachable, or
-       not a Cilium endpoint, e.g. a node_exporter), and nothing is WARNING or CRITICAL
+    3  could not evaluate, and nothing is WARNING or CRITICAL: a signal has no data (its
+       families were not exposed, a component was not given or gave no Cilium metrics, or the
+       samples span less than its window). No data is never OK.
 
 Every endpoint is read through the shared bounded reader (cilium_day2.exposition):
 `--timeout` bounds each whole response, bodies and lines have size limits (docs/limits.md), and a
@@ -25,20 +27,25 @@ from __future__ import annotations
 import json
 import math
 import sys
+import signal
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Callable, List, Optional
 
 from urllib.parse import urlsplit
 
 from .. import metrics
 from . import gate
+from . import transport as transports
+from .applicability import FEATURE_FAMILIES, NOT_APPLICABLE, mark_not_applicable
 from ..exposition import body
 from ..errors import UserError
 from ..catalog.evaluate import CRITICAL, NO_DATA, OK, WARNING, evaluate_catalog, overall
-from ..catalog.query import Distinct, Outlier, Quantile, Sample, Snapshot, iter_nodes, iter_selectors
-from ..exposition.reader import ExpositionReader, FamilyPlan
+from ..catalog.query import (
+    Distinct, Increase, Outlier, Quantile, Rate, Sample, Snapshot, iter_nodes, iter_selectors,
+)
+from ..exposition.reader import ExpositionReader, FamilyPlan, looks_like_exposition
 from ..urls import safe_url
 
 EXIT = {OK: 0, WARNING: 1, CRITICAL: 2}
@@ -54,6 +61,10 @@ DEMO_INTERVAL = 1.0
 # families is not a Cilium endpoint of that kind.
 COMPONENT_PREFIXES = {"agent": ("cilium_",), "operator": ("cilium_operator_",), "hubble": ("hubble_",)}
 COMPONENT_PORTS = {"agent": 9962, "operator": 9963, "hubble": 9965}
+# Requests in flight at once, and how long past --timeout a request may take to report its own
+# timeout before it is abandoned.
+MAX_PARALLEL = 16
+DEADLINE_GRACE = 0.25
 
 
 @dataclass
@@ -75,6 +86,7 @@ class EndpointStatus:
     ok_samples: int = 0
     error: str = ""
     missing: tuple = ()
+    bad_histograms: dict = field(default_factory=dict)  # family -> why its buckets were refused
 
 
 def add_arguments(parser):
@@ -96,6 +108,7 @@ def add_arguments(parser):
     parser.add_argument("--timeout", default="10s", metavar="DURATION", help="per-request timeout (default 10s)")
     parser.add_argument("--values", metavar="FILE", help="the overrides file `render` takes (thresholds, windows, label names)")
     parser.add_argument("--format", choices=("table", "json"), default="table", help="output format (default table)")
+    transports.add_arguments(parser)
     parser.add_argument("--all", action="store_true", help="with --format table, also list signals that are OK or NO DATA")
     gate.add_arguments(parser)  # upgrade gate: --preflight, --connectivity, --baseline, --discover (gate.py)
 
@@ -108,7 +121,7 @@ def _named(value, component):
         name, url = value.split("=", 1)
     else:
         name, url = None, value
-    if not url.startswith(("http://", "https://")):
+    if not url.lower().startswith(("http://", "https://")):
         raise UserError(f"--{component} {safe_url(url)!r}: not an http(s) URL; write e.g. http://10.0.1.7:9962/metrics")
     try:
         parts = urlsplit(url)
@@ -128,7 +141,38 @@ def endpoints_from_args(args) -> List[Endpoint]:
     out = [_named(v, "agent") for v in args.agent]
     out += [_named(v, "operator") for v in args.operator]
     out += [_named(v, "hubble") for v in args.hubble]
+    check_unique(out)
     return out
+
+
+def _url_key(url):
+    """A URL as a server sees it: scheme and host in lower case, the default port filled in."""
+    if url.startswith("k8s://"):
+        return url
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or (443 if scheme == "https" else 80)
+    return (scheme, (parts.hostname or "").lower(), port, parts.path or "/", parts.query)
+
+
+def check_unique(endpoints) -> None:
+    """Refuse the same endpoint twice, or two endpoints of one component under one node name:
+    their samples would be added up (or overwrite each other) into a verdict about no real node."""
+    urls, names = {}, {}
+    for e in endpoints:
+        key = _url_key(e.url)
+        if key in urls:
+            other = urls[key]
+            raise UserError(f"--{e.component} {e.shown}: the same endpoint is given twice "
+                            f"(also as --{other.component}); give each endpoint once")
+        urls[key] = e
+        if e.component == "operator":
+            continue  # operator replicas are told apart by URL; their families carry no node label
+        if (e.component, e.name) in names:
+            other = names[(e.component, e.name)]
+            raise UserError(f"--{e.component}: two endpoints are named {e.name!r} ({other.shown} and {e.shown}); "
+                            f"name each node once with NODE=URL")
+        names[(e.component, e.name)] = e
 
 
 def kubernetes_endpoints(context=None, namespace="kube-system") -> List[Endpoint]:
@@ -187,12 +231,27 @@ class NotCilium(ScrapeError):
     not a failure of Cilium, and nothing to judge Cilium by."""
 
 
+# Query nodes under which a family's series may be summed while reading: the rate of a sum is
+# the sum of the rates. (Histogram buckets are kept per series: each series' buckets are
+# checked before use, which a sum would hide.)
+_SUMMABLE = (Rate, Increase)
+
+
 def reader_plans(catalog):
     """{component: [FamilyPlan]} for the families the catalog reads. Hubble families are summed
     down to the labels the queries use, as the check does, so that memory does not grow with
-    Hubble's per-pod series."""
+    Hubble's per-pod series; so is every agent and operator family that the catalog only rates
+    (counters), so that memory grows with the groups the catalog reports,
+    not with an endpoint's series."""
     kinds, needed = {}, {}
+    summable = {}
     for signal in catalog.signals:
+        for node in iter_nodes(signal.query.expr):
+            selector = getattr(node, "selector", None)
+            if selector is None:
+                continue
+            for family in selector.families(catalog.settings.cloud_apis):
+                summable[family] = summable.get(family, True) and isinstance(node, _SUMMABLE)
         labels = set(signal.group_by)
         for node in iter_nodes(signal.query.expr):
             if isinstance(node, Distinct):
@@ -213,30 +272,75 @@ def reader_plans(catalog):
         reduce = None
         if component == "hubble":
             reduce = set(metrics.HUBBLE_BOUNDED_LABELS.get(family, ())) | needed[family] | {"le"}
+        elif summable.get(family):
+            reduce = needed[family] | {"le"}
         plans[component].append(FamilyPlan(family, kind, reduce))
+    for family in FEATURE_FAMILIES:  # IPAM and identity allocation modes (applicability)
+        plans["agent"].append(FamilyPlan(family, "gauge", None))
     return plans
 
 
-def read_samples(chunks, labels, plans, component):
+def read_samples(chunks, labels, plans, component, cache=None):
     """Samples of an exposition (names exactly as exposed, logical labels added), read by the
-    shared reader. Raises ScrapeError when the body is not a Cilium exposition of `component`."""
-    out = []
+    shared reader. Raises ScrapeError when the body is not a Cilium exposition of `component`.
+
+    Kept families are read a block at a time (the reader's bulk path). `cache` (one dict per
+    endpoint, kept across its snapshots) lets a series' label mapping be built once and shared by
+    every snapshot, so that memory grows with the series the catalog reads, not with samples."""
+    out = Samples()
+    cache = {} if cache is None else cache
     inf = math.inf
+    buckets = {}  # (plan, sample name, labels without le) -> [(le text, value)]
 
     def on_sample(plan, name, pairs, value):
+        if plan.kind == "histogram" and name.endswith("_bucket"):
+            rest = tuple(p for p in pairs if p[0] != "le")
+            le = next((v for k, v in pairs if k == "le"), None)
+            buckets.setdefault((plan, name, rest), []).append((le, value))
+            return
         if value != value or value in (inf, -inf):
             return  # NaN/Inf never becomes a verdict
         merged = dict(pairs)
         merged.update(labels)
         out.append(Sample(name, merged, value))
 
-    reader = ExpositionReader(plans, on_sample)
+    def on_rows(plan, name, names, rows):
+        if plan.kind == "histogram" and name.endswith("_bucket"):
+            for row in rows:
+                on_sample(plan, name, list(zip(names, row)), float(row[-1]))
+            return
+        append = out.append
+        for row in rows:
+            value = float(row[-1])  # the bulk path takes only values float() accepts
+            if value - value != 0.0:
+                continue  # NaN/Inf never becomes a verdict
+            key = (name, names, row[:-1])
+            merged = cache.get(key)
+            if merged is None:
+                merged = dict(zip(names, row))  # zip stops at the names: the value is left out
+                merged.update(labels)
+                cache[key] = merged
+            append(Sample(name, merged, value))
+
+    reader = ExpositionReader(plans, on_sample, on_rows=on_rows)
     stats = reader.read(chunks)
-    if not stats.lines:
+    if stats.unterminated and (stats.recognised or looks_like_exposition(stats.unterminated)):
+        raise ScrapeError(truncated_message(stats.unterminated))
+    if not stats.lines and not stats.unterminated:
         raise ScrapeError("the response is empty: no metrics")
     if not stats.recognised:
-        first = stats.first_malformed[1] if stats.first_malformed else ""
+        first = stats.first_malformed[1] if stats.first_malformed else stats.unterminated
         raise ScrapeError(f"not Prometheus text{f' (first line: {first!r})' if first else ''}")
+    for (plan, name, rest), rows in buckets.items():
+        problem = bucket_problem(rows)
+        if problem:
+            out.bad_histograms.setdefault(plan.family, problem)
+            continue
+        for le, value in rows:
+            merged = dict(rest)
+            merged["le"] = le
+            merged.update(labels)
+            out.append(Sample(name, merged, value))
     prefixes = COMPONENT_PREFIXES[component]
     if component == "agent":
         cilium = any(f.startswith("cilium_") and not f.startswith("cilium_operator_") for f in stats.families)
@@ -250,7 +354,47 @@ def read_samples(chunks, labels, plans, component):
     return out
 
 
-def fetch_samples(endpoint: Endpoint, timeout: float, labels, plans):
+class Samples(list):
+    """Samples of one scrape, and the histogram families whose buckets were refused."""
+
+    def __init__(self):
+        super().__init__()
+        self.bad_histograms = {}  # family -> why its buckets were refused
+
+
+def bucket_problem(rows):
+    """Why one histogram series' buckets cannot be used, or "" (Prometheus' own rules: `le` a
+    number, counts finite, not negative, and not decreasing as `le` grows)."""
+    bounds = []
+    for le, value in rows:
+        if le is None:
+            return "a bucket without `le`"
+        try:
+            bound = float(le)
+        except ValueError:
+            return f"`le` {le[:20]!r} is not a number"
+        if bound != bound:
+            return "`le` is NaN"
+        if value != value or value in (math.inf, -math.inf):
+            return f"a bucket count is {value}"
+        if value < 0:
+            return f"a bucket count is negative ({value:g})"
+        bounds.append((bound, value))
+    bounds.sort()
+    for (b1, c1), (b2, c2) in zip(bounds, bounds[1:]):
+        if b1 == b2:
+            return f"`le` {b1:g} appears twice"
+        if c2 < c1:
+            return f"cumulative counts decrease (le {b1:g}: {c1:g}, le {b2:g}: {c2:g})"
+    return ""
+
+
+def truncated_message(partial):
+    return (f"the response ends inside a line ({partial!r} has no newline): a truncated body; "
+            "Prometheus fails such a scrape, and so does doctor")
+
+
+def fetch_samples(endpoint: Endpoint, timeout: float, labels, plans, transport=None, cache=None):
     timeout_text = f"{timeout:g}s (--timeout)"
     if endpoint.fetch is not None:
         text = endpoint.fetch(timeout)
@@ -258,20 +402,24 @@ def fetch_samples(endpoint: Endpoint, timeout: float, labels, plans):
             raise ScrapeError(f"the response is larger than {body.MAX_BODY_BYTES // (1024 * 1024)} MiB (the limit)")
         if isinstance(text, bytes):
             text = text.decode("utf-8", "replace")
-        return read_samples([str(text)], labels, plans, endpoint.component)
+        return read_samples([str(text)], labels, plans, endpoint.component, cache)
     import requests
 
+    transport = transport or transports.Transport()
     deadline = body.deadline_after(timeout)
     try:
-        response = requests.get(endpoint.url, timeout=timeout, stream=True,
-                                headers={"Accept": "text/plain;version=0.0.4", "Accept-Encoding": "gzip"})
+        response = requests.get(endpoint.url, timeout=timeout, stream=True, **transport.request_kwargs())
     except Exception as exc:  # requests' whole family, and urllib3's URL errors
-        raise ScrapeError(body.describe_failure(exc)) from None
+        raise ScrapeError(transports.describe(exc, endpoint.url)) from None
     try:
         if response.status_code != 200:
-            raise ScrapeError(f"HTTP {response.status_code} {response.reason or ''}".strip())
+            hint = ""
+            if response.status_code in (401, 403):
+                hint = ("; give a token with --bearer-token-file" if not transport.token
+                        else "; the token from --bearer-token-file was refused")
+            raise ScrapeError(f"HTTP {response.status_code} {response.reason or ''}".strip() + hint)
         chunks = body.iter_text(response, deadline, timeout_text)
-        return read_samples(chunks, labels, plans, endpoint.component)
+        return read_samples(chunks, labels, plans, endpoint.component, cache)
     except ScrapeError:
         raise
     except Exception as exc:
@@ -288,7 +436,9 @@ def parse_samples(text: str, labels, plans, component="agent") -> List[Sample]:
 class Sampler:
     """Takes snapshots of a set of endpoints; the clock may run faster than the wall (demo)."""
 
-    def __init__(self, endpoints, cluster, plans, timeout=10.0, time_scale=1.0):
+    def __init__(self, endpoints, cluster, plans, timeout=10.0, time_scale=1.0, transport=None):
+        self.transport = transport
+        self._label_cache = {}  # id(endpoint) -> its series' label mappings, shared by its snapshots
         self.endpoints = endpoints
         self.plans = plans
         self.cluster = cluster
@@ -304,30 +454,66 @@ class Sampler:
             labels["node"] = endpoint.name
         return labels
 
-    def _scrape(self, endpoint):
+    def _fetch(self, endpoint):
+        """(samples, error, answered as Cilium); never raises."""
         labels = self._labels(endpoint)
         try:
-            samples = fetch_samples(endpoint, self.timeout, labels, self.plans[endpoint.component])
-            up = 1.0
+            samples = fetch_samples(endpoint, self.timeout, labels, self.plans[endpoint.component], self.transport,
+                                    self._label_cache.setdefault(id(endpoint), {}))
+            return samples, "", True
         except NotCilium as exc:
-            # Not "down" (it answered) and not "up" as Cilium: no `up` sample at all.
-            self.status[id(endpoint)].error = str(exc)
-            return []
+            return None, str(exc), False
         except ScrapeError as exc:
-            samples, up = [], 0.0
-            self.status[id(endpoint)].error = str(exc)
+            return [], str(exc), False
         except Exception as exc:  # a Kubernetes proxy error, for instance
-            samples, up = [], 0.0
-            self.status[id(endpoint)].error = body.describe_failure(exc)
-        if up:
-            self.status[id(endpoint)].ok_samples += 1
-        samples.append(Sample("up", dict(labels, target=endpoint.component), up))
+            return [], body.describe_failure(exc), False
+
+    def _record(self, endpoint, result):
+        samples, error, ok = result
+        status = self.status[id(endpoint)]
+        if error:
+            status.error = error
+        if samples is None:
+            # Not "down" (it answered) and not "up" as Cilium: no `up` sample at all.
+            return []
+        if ok:
+            status.ok_samples += 1
+        for family, why in getattr(samples, "bad_histograms", {}).items():
+            status.bad_histograms.setdefault(family, why)
+        labels = self._labels(endpoint)
+        samples.append(Sample("up", dict(labels, target=endpoint.component), 1.0 if ok else 0.0))
         return samples
+
+    def _scrape_all(self):
+        """One result per endpoint, all within one deadline: `--timeout` bounds connecting, the
+        status line, the headers, redirects and the body together, whatever the server does.
+        Each request runs on a daemon thread; one still running at the deadline is abandoned
+        (it cannot keep the process alive) and reported as timed out."""
+        results = [None] * len(self.endpoints)
+
+        def work(i, done):
+            try:
+                results[i] = self._fetch(self.endpoints[i])
+            finally:
+                done.release()
+
+        for start in range(0, len(self.endpoints), MAX_PARALLEL):
+            batch = range(start, min(len(self.endpoints), start + MAX_PARALLEL))
+            done = threading.Semaphore(0)
+            deadline = time.monotonic() + self.timeout + DEADLINE_GRACE
+            for i in batch:
+                threading.Thread(target=work, args=(i, done), daemon=True, name="doctor-scrape").start()
+            finished = 0
+            # Wait in short steps so that Ctrl-C is seen at once.
+            while finished < len(batch) and time.monotonic() < deadline:
+                if done.acquire(timeout=min(0.2, max(0.0, deadline - time.monotonic()))):
+                    finished += 1
+        late = f"timed out: no complete response within {self.timeout:g}s (--timeout; connecting, headers, redirects and body together)"
+        return [r if r is not None else ([], late, False) for r in results]
 
     def take(self):
         wall = time.time()
-        with ThreadPoolExecutor(max_workers=min(16, max(1, len(self.endpoints)))) as pool:
-            results = list(pool.map(self._scrape, self.endpoints))
+        results = [self._record(e, r) for e, r in zip(self.endpoints, self._scrape_all())]
         # Simulated time when the clock is compressed, so that rates are per simulated second.
         stamp = self._t0_wall + (wall - self._t0_wall) * self.time_scale
         snap = Snapshot(stamp)
@@ -406,7 +592,7 @@ def format_threshold(finding):
 
 
 def format_culprit(finding, cluster_label="cluster"):
-    if finding.status == NO_DATA:
+    if finding.status in (NO_DATA, NOT_APPLICABLE):
         return finding.reason
     if finding.status == OK:
         return ""
@@ -428,23 +614,45 @@ def hint(runbook, min_chars=60):
     return text[:end] if end else text
 
 
+def printable(text):
+    """Text safe for a terminal: control characters, escape sequences and invisible format
+    characters (bidi overrides, zero-width) from label values are shown escaped, so that an
+    endpoint cannot rewrite or hide a line of the report."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable() or ch == " ":
+            out.append(ch)
+        else:
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    return "".join(out)
+
+
 def render_table(findings, statuses, header, show_all=False, unevaluated=""):
+    text = _render_table(findings, statuses, header, show_all, unevaluated)
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
+def _render_table(findings, statuses, header, show_all=False, unevaluated=""):
     lines = [header, ""]
     rows = [("SIGNAL", "STATUS", "VALUE", "THRESHOLD", "CULPRIT")]
-    shown = [f for f in findings if show_all or f.status in (WARNING, CRITICAL)]
-    order = {CRITICAL: 0, WARNING: 1, NO_DATA: 2, OK: 3}
+    shown = [f for f in findings if show_all or f.status in (WARNING, CRITICAL, NO_DATA)]
+    order = {CRITICAL: 0, WARNING: 1, NO_DATA: 2, NOT_APPLICABLE: 3, OK: 4}
     shown.sort(key=lambda f: order[f.status])
     for f in shown:
-        rows.append((f.id, f.status, format_value(f.value, f.signal.unit), format_threshold(f), format_culprit(f)))
+        rows.append((f.id, f.status, format_value(f.value, f.signal.unit), format_threshold(f), printable(format_culprit(f))))
     if len(rows) > 1:
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         for r in rows:
             lines.append("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4])
-    counts = {s: sum(1 for f in findings if f.status == s) for s in (CRITICAL, WARNING, OK, NO_DATA)}
+    counts = {s: sum(1 for f in findings if f.status == s) for s in (CRITICAL, WARNING, OK, NO_DATA, NOT_APPLICABLE)}
     if not show_all:
         lines.append(
             ("" if len(rows) > 1 else "No signal is failing. ")
-            + f"{counts[OK]} OK, {counts[NO_DATA]} NO DATA not shown (--all lists them)."
+            + f"{counts[OK]} OK, {counts[NOT_APPLICABLE]} not applicable not shown (--all lists them)."
         )
     bad = [f for f in findings if f.status in (WARNING, CRITICAL)]
     if bad:
@@ -473,7 +681,8 @@ def _summary(counts, unevaluated=""):
     worst = CRITICAL if counts[CRITICAL] else WARNING if counts[WARNING] else OK
     if worst == OK and unevaluated:
         worst = f"COULD NOT EVALUATE: {unevaluated}"
-    return f"{worst} ({counts[CRITICAL]} critical, {counts[WARNING]} warning, {counts[OK]} OK, {counts[NO_DATA]} no data)"
+    return (f"{worst} ({counts[CRITICAL]} critical, {counts[WARNING]} warning, {counts[OK]} OK, "
+            f"{counts[NO_DATA]} no data, {counts.get(NOT_APPLICABLE, 0)} not applicable)")
 
 
 def findings_json(findings, statuses, meta, exit_code, reason=""):
@@ -505,6 +714,7 @@ def findings_json(findings, statuses, meta, exit_code, reason=""):
                 "samples_ok": s.ok_samples,
                 "error": s.error or None,
                 "missing_families": list(s.missing),
+                "bad_histograms": dict(s.bad_histograms),
             }
             for s in statuses
         ],
@@ -521,13 +731,23 @@ def _json_default(value):
 # --- the command -------------------------------------------------------------------------------
 
 
+# Bounds of --timeout and --interval (seconds): positive, and short enough to be a mistake beyond.
+DURATION_BOUNDS = {"--timeout": (0.001, 300.0), "--interval": (0.001, 3600.0)}
+
+
 def _duration(text, flag):
     from ..simulator.profiles import parse_duration
 
     try:
-        return parse_duration(text, flag)
+        seconds = parse_duration(text, flag)
     except UserError:
         raise UserError(f"{flag} {text!r}: not a duration; write e.g. 15s, 1m") from None
+    low, high = DURATION_BOUNDS.get(flag, (0.0, float("inf")))
+    if not math.isfinite(seconds) or seconds > high or seconds < low or seconds <= 0:
+        limit = f"{_human(high)}" if high >= 60 else f"{high:g}s"
+        floor = "more than 0s"
+        raise UserError(f"{flag} {text!r}: out of range; give {floor} and at most {limit}")
+    return seconds
 
 
 def _missing_families(catalog, sampler):
@@ -557,10 +777,13 @@ def _seen(family, names):
     return family in names or any(family + s in names for s in ("_bucket", "_count", "_sum", "_total"))
 
 
-def diagnose(catalog, endpoints, cluster, samples, interval, timeout=10.0, time_scale=1.0, progress=None, sampled=None):
+def diagnose(catalog, endpoints, cluster, samples, interval, timeout=10.0, time_scale=1.0, progress=None,
+             transport=None, sampled=None):
     """Sample the endpoints and evaluate the catalog. Returns (findings, statuses, exit code,
     reason). `sampled`: a list that receives the snapshots (for a baseline)."""
-    sampler = Sampler(endpoints, cluster, reader_plans(catalog), timeout=timeout, time_scale=time_scale)
+    check_unique(endpoints)
+    sampler = Sampler(endpoints, cluster, reader_plans(catalog), timeout=timeout, time_scale=time_scale,
+                      transport=transport)
     sampler.run(samples, interval, progress)
     if sampled is not None:
         sampled.extend(sampler.snapshots)
@@ -571,18 +794,60 @@ def diagnose(catalog, endpoints, cluster, samples, interval, timeout=10.0, time_
         reasons = "; ".join(f"{s.endpoint.shown}: {s.error}" for s in statuses[:3])
         return [], statuses, EXIT_UNEVALUATED, f"no endpoint answered with Cilium metrics ({reasons})"
     findings = evaluate_catalog(catalog, sampler.snapshots, state)
-    if all(f.status == NO_DATA for f in findings):
-        return findings, statuses, EXIT_UNEVALUATED, "no signal could be evaluated"
+    findings = mark_not_applicable(findings, sampler.snapshots, state, tuple(catalog.settings.cloud_apis))
+    findings = _unusable_histograms(findings, statuses, tuple(catalog.settings.cloud_apis))
+    if all(f.status in (NO_DATA, NOT_APPLICABLE) for f in findings):
+        return findings, statuses, EXIT_UNEVALUATED, "no signal could be evaluated: " + _no_data_reason(findings)
     worst = overall(findings)
+    if worst != OK:
+        return findings, statuses, EXIT[worst], ""
     missing = [c for c, problem in state.items() if problem]
-    if worst == OK and missing:
+    if missing:
         # A gate must not pass for a component it was asked about and could not see.
         return findings, statuses, EXIT_UNEVALUATED, "; ".join(state[c] for c in missing)
+    if any(f.status == NO_DATA for f in findings):
+        # No data is never OK: an unevaluated signal could be failing.
+        return findings, statuses, EXIT_UNEVALUATED, _no_data_reason(findings)
     return findings, statuses, EXIT[worst], ""
+
+
+def _unusable_histograms(findings, statuses, cloud_apis):
+    """A signal reading a histogram whose buckets an endpoint served broken is not evaluated
+    (NO DATA, with the reason), unless the endpoints with sound buckets already show it failing."""
+    bad = {}
+    for status in statuses:
+        for family, why in status.bad_histograms.items():
+            bad.setdefault(family, f"{status.endpoint.component} {status.endpoint.name}: {why}")
+    if not bad:
+        return findings
+    out = []
+    for f in findings:
+        families = {fam for sel in iter_selectors(f.signal.query.expr) for fam in sel.families(cloud_apis)}
+        hit = sorted(families & set(bad))
+        if hit and f.status not in (WARNING, CRITICAL):
+            f = replace(f, status=NO_DATA, value=None, groups=[], culprit={},
+                        reason=f"could not evaluate: bad histogram buckets in {hit[0]} ({bad[hit[0]]})")
+        out.append(f)
+    return out
+
+
+def _no_data_reason(findings, shown=4):
+    """One line: how many signals have no data, and the first few with their reasons."""
+    empty = [f for f in findings if f.status == NO_DATA]
+    if not empty:
+        return "every signal is not applicable"
+    parts = [f"{f.id} ({f.reason})" for f in empty[:shown]]
+    more = f"; +{len(empty) - shown} more (--all lists them)" if len(empty) > shown else ""
+    return f"{len(empty)} signal{'s' if len(empty) != 1 else ''} without data: " + "; ".join(parts) + more
 
 
 def run(args):
     from ..catalog import load_catalog
+
+    if threading.current_thread() is threading.main_thread():
+        # Ctrl-C ends the run at once (exit 130), even when the parent started us with SIGINT
+        # ignored (a background job of a script).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
     catalog = load_catalog(args.values) if args.values else load_catalog()
     # --- upgrade gate (gate.py): read every file first; --preflight/--connectivity alone need no endpoints
@@ -595,6 +860,7 @@ def run(args):
     if samples is not None and samples < 1:
         raise UserError(f"--samples {samples}: take at least 1 (rates need 2)")
     timeout = _duration(args.timeout, "--timeout")
+    transport = transports.from_args(args)
     sim = None
     time_scale = 1.0
     cluster = args.cluster
@@ -648,7 +914,7 @@ def run(args):
     try:
         findings, statuses, code, reason = diagnose(
             catalog, endpoints, cluster, samples, interval, timeout=timeout, time_scale=time_scale, progress=progress,
-            sampled=snapshots,
+            transport=transport, sampled=snapshots,
         )
     finally:
         if sim is not None:
@@ -679,7 +945,7 @@ def run(args):
         unevaluated = reason if code == EXIT_UNEVALUATED else ""
         sys.stdout.write(render_table(findings, statuses, header, show_all=args.all, unevaluated=unevaluated))
     if code == EXIT_UNEVALUATED:
-        print(f"cilium-day2 doctor: could not evaluate: {reason}", file=sys.stderr)
+        print(f"cilium-day2 doctor: could not evaluate: {printable(reason)}", file=sys.stderr)
     if args.demo and code != EXIT_UNEVALUATED:
         # The demo shows the gate; its own exit status says whether the demo ran. The verdict is
         # in the output (and `exit_code` in JSON).

@@ -82,6 +82,8 @@ def _inflated(chunks, encoding):
         tail = inflater.flush()
     except zlib.error:
         raise BodyError(f"the response is not valid {encoding} data") from None
+    if not inflater.eof:
+        raise BodyError(f"the {encoding} response was cut off before its end (truncated body)")
     if tail:
         yield tail
 
@@ -104,8 +106,9 @@ def iter_text(response, deadline, timeout_text, max_bytes=MAX_BODY_BYTES):
         yield text
 
 
-def describe_failure(exc):
-    """One line naming the cause of a failed fetch: no URL (it may carry credentials), no frames."""
+def describe_failure(exc, tls_hint="check the CA, or `tls_verify`"):
+    """One line naming the cause of a failed fetch: no URL (it may carry credentials), no frames.
+    `tls_hint` names the caller's own options for a certificate that does not verify."""
     if isinstance(exc, BodyError):
         return str(exc)
     chain = []
@@ -115,8 +118,10 @@ def describe_failure(exc):
         seen = seen.__cause__ or seen.__context__
     names = " ".join(type(e).__name__ for e in chain)
     text = " ".join(str(e) for e in chain)
+    if "ProxyError" in " ".join(type(e).__name__ for e in chain):
+        return "the proxy refused or could not make the connection"
     for needle, reason in (
-        ("CERTIFICATE_VERIFY_FAILED", "TLS certificate verification failed (check the CA, or `tls_verify`)"),
+        ("CERTIFICATE_VERIFY_FAILED", f"TLS certificate verification failed ({tls_hint})"),
         ("WRONG_VERSION_NUMBER", "TLS handshake failed: the port does not speak TLS (try http://)"),
         ("SSLError", "TLS handshake failed"),
         ("SSL", "TLS handshake failed"),
@@ -136,6 +141,7 @@ def describe_failure(exc):
         ("ReadTimeout", "timed out: no answer within the timeout"),
         ("Timeout", "timed out: no answer within the timeout"),
         ("timed out", "timed out: no answer within the timeout"),
+        ("TooManyRedirects", "too many redirects (a redirect loop?); give the final URL"),
         ("LocationParseError", "the URL is not valid"),
         ("InvalidURL", "the URL is not valid"),
     ):

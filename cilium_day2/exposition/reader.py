@@ -19,6 +19,9 @@ exactly those lines. This reader instead:
 Input rules, the same for the check and `doctor` (docs/limits.md):
 
 * lines end at `\n` only: U+0085, U+2028 and other Unicode line breaks stay inside label values;
+* a body that ends inside a line (no final newline, other than after `# EOF`) was cut off:
+  the partial line is not read and `stats.unterminated` holds its start, for the caller to fail
+  the scrape as Prometheus does ("data does not end with \n");
 * a line longer than `MAX_LINE_CHARS` is skipped (and counted) without being matched or kept
   whole, so memory does not grow with line length;
 * OpenMetrics is understood: an exemplar after ` # ` and a float timestamp are ignored, `# EOF`
@@ -94,6 +97,11 @@ def _sums_by_key(names, rows):
         add_to(row[:-1], []).append(row[-1])
     # Convert and add each group in C: cheaper per series than one at a time.
     return {key: sum(map(float, values)) for key, values in groups.items()}
+
+
+def looks_like_exposition(line):
+    """Whether a line could begin a comment or a sample of the text format (a metric name)."""
+    return bool(re.match(r"[ \t]*(#|[a-zA-Z_:][a-zA-Z0-9_:]*([ \t{]|$))", line))
 
 
 def unescape(value):
@@ -179,7 +187,7 @@ class Shape:
 
 class ReadStats:
     __slots__ = ("lines", "kept", "malformed", "duplicates", "first_malformed", "reduced_in", "recognised",
-                 "too_long", "families")
+                 "too_long", "families", "unterminated")
 
     def __init__(self):
         self.lines = 0
@@ -192,6 +200,7 @@ class ReadStats:
         # exposition (an HTML page, JSON, ...).
         self.recognised = 0
         self.too_long = 0  # lines over MAX_LINE_CHARS, skipped
+        self.unterminated = ""  # the start of a last line with no newline: the body was cut off
         # Family names seen in HELP/TYPE comments or kept samples: tells a Cilium endpoint from
         # another exporter's.
         self.families = set()
@@ -264,8 +273,14 @@ class ExpositionReader:
             if len(carry) > MAX_LINE_CHARS:
                 self._too_long(carry)
                 carry, discarding = "", True
-        if carry and not self.eof:
-            self._process(carry + "\n", len(carry) + 1)
+        if carry.strip() and not self.eof:
+            if carry.strip() == "# EOF":
+                self._process(carry + "\n", len(carry) + 1)
+            else:
+                # The body ends inside a line: a truncated response. Prometheus fails such a
+                # scrape ("data does not end with \n"); the partial line is not read (its value
+                # may be cut short), and the caller rejects the scrape.
+                self.stats.unterminated = carry[:60]
         self._remember()
         self._flush_reduced()
         return self.stats

@@ -230,8 +230,11 @@ def model_field_names() -> List[str]:
 
 # ---- value parsing -------------------------------------------------------------------------
 
-TRUE_WORDS = {"true", "yes", "on", "1", "enabled", "enable"}
-FALSE_WORDS = {"false", "no", "off", "0", "disabled", "disable"}
+# Go's strconv.ParseBool, which Cilium's configuration uses: exactly these spellings (case
+# matters: `tRUE` is not one). `yes`, `on` or `enabled` are not booleans to Cilium.
+TRUE_WORDS = ("1", "t", "T", "TRUE", "true", "True")
+FALSE_WORDS = ("0", "f", "F", "FALSE", "false", "False")
+BOOL_SPELLINGS = ", ".join(TRUE_WORDS + FALSE_WORDS)
 
 
 def _as_text(value: Any) -> str:
@@ -249,12 +252,12 @@ def parse_value(spec: FieldSpec, value: Any) -> Any:
     if spec.kind == "bool":
         if isinstance(value, bool):
             return value
-        text = _as_text(value).lower()
+        text = _as_text(value)
         if text in TRUE_WORDS:
             return True
         if text in FALSE_WORDS:
             return False
-        raise ValueError("expected true or false")
+        raise ValueError(f"not a boolean to Cilium (Go's strconv.ParseBool accepts {BOOL_SPELLINGS})")
     if spec.kind == "int":
         if isinstance(value, bool):
             raise ValueError("expected an integer")

@@ -72,14 +72,15 @@ def check_targets(out: Path, rels) -> None:
 def write(files: Dict[str, str], out: Path, catalog: Catalog, only: Optional[str] = None) -> List[Path]:
     """Write atomically: stage everything in a temp folder under `out`, then move into place."""
     check_targets(out, files)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=".cilium-day2-render-", dir=out))
-    written = []
+    ok = False
     try:
         for rel, content in files.items():
             path = stage / rel
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(content)
+            path.write_text(content, encoding="utf-8")
         readme = out / "README.md"
         new_readme = None
         if only is None and readme.exists():
@@ -89,29 +90,51 @@ def write(files: Dict[str, str], out: Path, catalog: Catalog, only: Optional[str
                 new_readme = updated
                 (stage / "README.md").write_text(updated)
         # Everything rendered: move into place. The monitors folder is replaced as a whole so
-        # that disabling a signal removes its monitor.
+        # that disabling a signal removes its monitor. Each path replaced is first kept in the
+        # stage; if any move fails, every path is put back as it was (all or nothing).
+        moves = []
         if any(rel.startswith(MONITOR_DIR + "/") for rel in files):
-            target = out / MONITOR_DIR
-            target.parent.mkdir(parents=True, exist_ok=True)
-            old = out / (MONITOR_DIR + ".old")
-            if target.exists():
-                os.replace(target, old)
-            os.replace(stage / MONITOR_DIR, target)
-            shutil.rmtree(old, ignore_errors=True)
-            written.append(target)
-        for rel in files:
-            if rel.startswith(MONITOR_DIR + "/"):
-                continue
-            target = out / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(stage / rel, target)
-            written.append(target)
+            moves.append(MONITOR_DIR)
+        moves += [rel for rel in files if not rel.startswith(MONITOR_DIR + "/")]
         if new_readme is not None:
-            os.replace(stage / "README.md", readme)
-            written.append(readme)
+            moves.append("README.md")
+        _move_all(stage, out, moves)
+        written = [out / rel for rel in moves]
+        ok = True
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+        if created and not ok:
+            shutil.rmtree(out, ignore_errors=True)  # a failed render leaves no folder behind
     return written
+
+
+def _move_all(stage: Path, out: Path, moves: List[str]) -> None:
+    """Move `stage/rel` to `out/rel` for every rel, or leave `out` as it was."""
+    backup = stage / ".previous"
+    done = []  # (rel, had a previous version)
+    try:
+        for rel in moves:
+            target = out / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            had = target.exists()
+            if had:
+                (backup / rel).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(target, backup / rel)
+            done.append((rel, had))
+            os.replace(stage / rel, target)
+    except BaseException:
+        for rel, had in reversed(done):
+            target = out / rel
+            try:
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target)
+                elif target.exists():
+                    target.unlink()
+                if had:
+                    os.replace(backup / rel, target)
+            except OSError:
+                pass  # best effort: the stage keeps the previous version otherwise
+        raise
 
 
 # --- CLI ----------------------------------------------------------------------------------------------

@@ -4,6 +4,8 @@ The check class only turns options into configurations; validation lives here so
 option fails at load time with a message that names it.
 """
 
+import math
+import re
 from urllib.parse import urlsplit
 
 from datadog_checks.base import ConfigurationError
@@ -46,6 +48,99 @@ def validate_endpoint(option, value):
     if not parts.hostname:
         raise ConfigurationError(f"`{option}` has no host (got {safe_url(value)!r}); expected {example}")
     return value
+
+
+# Longest accepted `timeout`, `connect_timeout`, `read_timeout`: a check run must end well within
+# the Agent's collection interval budget.
+MAX_TIMEOUT_SECONDS = 300
+# Contexts one family may submit per endpoint and run; more are dropped and named (WARNING).
+DEFAULT_MAX_CONTEXTS_PER_FAMILY = 20000
+
+
+def _number_option(instance, option, example, high):
+    value = instance.get(option)
+    if value is None:
+        return None
+    try:
+        number = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or number <= 0 or number > high:
+        raise ConfigurationError(
+            f"`{option}` must be a positive number of seconds at most {high:g} (e.g. {option}: {example}); got {value!r}"
+        )
+    return number
+
+
+def _regex_option(option, pattern):
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ConfigurationError(
+            f"`{option}`: {pattern!r} is not a valid regular expression ({exc}); escape special "
+            f"characters with \\ or fix the pattern"
+        ) from None
+
+
+# Options of Datadog's OpenMetrics V2 check that act on each sample inside its generic parser,
+# which this check replaces with its own reader: they are not in this check's conf.yaml.example,
+# and an instance that sets one (to anything but its default) is refused by name rather than
+# silently collected differently. Value: the default, which is accepted.
+UNSUPPORTED_OPTIONS = {
+    "exclude_metrics_by_labels": {},
+    "include_labels": [],
+    "hostname_label": "",
+    "hostname_format": "",
+    "raw_line_filters": [],
+    "share_labels": {},
+    "cache_shared_labels": True,
+    "collect_histogram_buckets": True,
+    "non_cumulative_histogram_buckets": False,
+    "use_process_start_time": False,
+    "ignore_connection_errors": False,
+}
+
+
+def _unsupported(instance):
+    for option, default in UNSUPPORTED_OPTIONS.items():
+        value = instance.get(option)
+        if value is None or value == default or (not value and not default):
+            continue
+        raise ConfigurationError(
+            f"`{option}` is not supported by cilium_day2 (its reader replaces the generic OpenMetrics "
+            f"parser that applies it); remove it (see conf.yaml.example for the options this check honours)"
+        )
+
+
+def validate_options(instance):
+    """Instance-wide options that every endpoint uses: a bad one fails every endpoint, each with
+    a CRITICAL service check naming the option (raises ConfigurationError with that message)."""
+    _unsupported(instance)
+    for option in ("timeout", "connect_timeout", "read_timeout"):
+        _number_option(instance, option, 10, MAX_TIMEOUT_SECONDS)
+    limit = instance.get("max_contexts_per_family", DEFAULT_MAX_CONTEXTS_PER_FAMILY)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ConfigurationError(
+            f"`max_contexts_per_family` must be a whole number of contexts (0: no limit), e.g. 20000; got {limit!r}"
+        )
+    extra = instance.get("extra_metrics") or []
+    if not isinstance(extra, list):
+        raise ConfigurationError("`extra_metrics` must be a list of metric names, regexes or {name: new_name} mappings")
+    for entry in extra:
+        keys = [entry] if isinstance(entry, str) else list(entry) if isinstance(entry, dict) else None
+        if keys is None:
+            raise ConfigurationError(
+                f"`extra_metrics`: {entry!r} is neither a metric name nor a {{name: new_name}} mapping"
+            )
+        for key in keys:
+            if not isinstance(key, str) or not key:
+                raise ConfigurationError(f"`extra_metrics`: {key!r} is not a metric name or regex")
+            _regex_option("extra_metrics", key)
+    excluded = instance.get("exclude_metrics") or []
+    if not isinstance(excluded, list) or not all(isinstance(v, str) for v in excluded):
+        raise ConfigurationError("`exclude_metrics` must be a list of metric names or regexes")
+    for pattern in excluded:
+        _regex_option("exclude_metrics", pattern)
 
 
 def _list_option(instance, option):
@@ -97,11 +192,20 @@ def build_scraper_configs(instance):
     if not isinstance(rename, dict):
         raise ConfigurationError("`rename_labels` must be a mapping of label name to tag name")
     hubble_labels = _list_option(instance, "hubble_include_labels")
+    try:
+        validate_options(instance)
+        option_error = ""
+    except ConfigurationError as exc:
+        option_error = str(exc)
 
     configs = []
     errors = []
     for option, url in configured.items():
         component, _ = ENDPOINT_OPTIONS[option]
+        if option_error:
+            # Reported on every run as each endpoint's CRITICAL service check (and a log line).
+            configs.append({"cilium_component": component, "config_error": option_error, "tags": list(tags)})
+            continue
         try:
             url = validate_endpoint(option, url)
         except ConfigurationError as exc:
@@ -122,6 +226,6 @@ def build_scraper_configs(instance):
             }
         )
         configs.append(config)
-    if len(errors) == len(configs):
+    if errors and len(errors) == len(configs):
         raise ConfigurationError("; ".join(errors))
     return configs

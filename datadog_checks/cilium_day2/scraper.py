@@ -12,10 +12,13 @@ from datadog_checks.base.constants import ServiceCheck
 
 from cilium_day2 import metrics
 from cilium_day2.exposition import body
-from cilium_day2.exposition.reader import ExpositionReader, FamilyPlan
+from cilium_day2.exposition.reader import ExpositionReader, FamilyPlan, looks_like_exposition
 from cilium_day2.urls import safe_url
 
+from .config import DEFAULT_MAX_CONTEXTS_PER_FAMILY
+
 INF = float("inf")
+NAN = float("nan")
 GAUGE, MONOTONIC_COUNT = agent_aggregator.GAUGE, agent_aggregator.MONOTONIC_COUNT
 
 
@@ -68,6 +71,23 @@ class CiliumScraper(OpenMetricsScraper):
             plans, self._on_sample, extra_match=_extra_matcher(config.get("extra_metrics")), on_rows=self._on_rows
         )
         self._buckets = {}
+        limit = config.get("max_contexts_per_family", DEFAULT_MAX_CONTEXTS_PER_FAMILY)
+        self.max_contexts = limit if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 else 0
+        self._contexts = {}  # (family, sample name) -> contexts submitted this run
+        self._capped = {}  # family -> contexts dropped this run
+        self._pending = []  # (submit, args, kwargs) of this run, sent once the body is complete
+
+    def _admit(self, family, name, count=1):
+        """How many of `count` new contexts of a family may still be submitted this run."""
+        if not self.max_contexts:
+            return count
+        key = (family, name)
+        used = self._contexts.get(key, 0)
+        allowed = max(0, min(count, self.max_contexts - used))
+        self._contexts[key] = used + allowed
+        if allowed < count:
+            self._capped[family] = self._capped.get(family, 0) + count - allowed
+        return allowed
 
     def _excluded(self, family):
         short = family[: -len("_total")] if family.endswith("_total") else family
@@ -80,12 +100,26 @@ class CiliumScraper(OpenMetricsScraper):
     def _scrape(self):
         self._flush = bool(self.flush_first_value)
         self._buckets = {}
+        self._contexts, self._capped = {}, {}
+        # Submissions wait until the whole body is read: a body cut off mid-line fails the scrape
+        # as Prometheus fails it, and nothing of it is sent.
+        self._pending = []
         deadline = body.deadline_after(self.deadline_seconds)
         response = self.get_connection()
         try:
             stats = self.reader.read(body.iter_text(response, deadline, f"{self.deadline_seconds:g}s (`timeout`)"))
         finally:
             response.close()
+        if stats.unterminated and (stats.recognised or looks_like_exposition(stats.unterminated)):
+            # Cut off mid-line: Prometheus fails the scrape, and so does the check (its
+            # histograms and extra metrics are not sent; see docs/limits.md).
+            self._buckets, self._pending = {}, []
+            raise ScrapeError(
+                f"the response ends inside a line ({stats.unterminated!r} has no newline): a truncated body"
+            )
+        pending, self._pending = self._pending, []
+        for submit, args, kwargs in pending:
+            submit(*args, **kwargs)
         self._flush_histograms()
         if self.reader.extra_lines:
             self._submit_extra(self.reader.extra_lines)
@@ -117,21 +151,25 @@ class CiliumScraper(OpenMetricsScraper):
             if value != value or value in (INF, -INF):
                 return
             suffix = ".sum" if name.endswith("_sum") else ".count" if name.endswith("_count") else None
-            if suffix is not None:
-                self.check.monotonic_count(dd_name + suffix, value, tags=self._tags(pairs), flush_first_value=self._flush)
+            if suffix is not None and self._admit(plan.family, name):
+                self._pending.append((self.check.monotonic_count, (dd_name + suffix, value),
+                                      {"tags": self._tags(pairs), "flush_first_value": self._flush}))
             return
         if value != value or value in (INF, -INF):
             return
+        if not self._admit(plan.family, name):
+            return
         if kind == "counter":
-            self.check.monotonic_count(dd_name + ".count", value, tags=self._tags(pairs), flush_first_value=self._flush)
+            self._pending.append((self.check.monotonic_count, (dd_name + ".count", value),
+                                  {"tags": self._tags(pairs), "flush_first_value": self._flush}))
         elif plan.family == "cilium_version":
             version = dict(pairs).get("version")
             if version:
-                self.check.set_metadata("version", version.lstrip("v"))
+                self._pending.append((self.check.set_metadata, ("version", version.lstrip("v")), {}))
             # Cilium leaves this gauge at 0; the version is the tag, so send a presence value.
-            self.check.gauge(dd_name, 1, tags=self._tags(pairs))
+            self._pending.append((self.check.gauge, (dd_name, 1), {"tags": self._tags(pairs)}))
         else:
-            self.check.gauge(dd_name, value, tags=self._tags(pairs))
+            self._pending.append((self.check.gauge, (dd_name, value), {"tags": self._tags(pairs)}))
 
     def _on_rows(self, plan, name, label_names, rows):
         """A block of samples of one family sharing `label_names` (values last in each row)."""
@@ -153,11 +191,15 @@ class CiliumScraper(OpenMetricsScraper):
             emit = self._emitter(MONOTONIC_COUNT, dd_name + ".count")
         else:
             emit = self._emitter(GAUGE, dd_name)
+        allowed = self._admit(plan.family, name, len(rows))
+        if allowed < len(rows):
+            rows = rows[:allowed]
         rename, exclude = self.rename_labels, self.exclude_labels
         keep = [i for i, label in enumerate(label_names) if label not in exclude]
         prefixes = [f"{rename.get(label_names[i], label_names[i])}:" for i in keep]
         static = list(self.tags)
         whole = len(keep) == len(label_names)
+        batch = []
         for row in rows:
             try:
                 value = float(row[-1])
@@ -169,7 +211,9 @@ class CiliumScraper(OpenMetricsScraper):
             # `map` stops at the shorter: the prefixes, one per label, not the value.
             tags = list(map(add, prefixes, row)) if whole else [p + row[i] for p, i in zip(prefixes, keep)]
             tags += static
-            emit(value, tags)
+            batch.append((value, tags))
+        if batch:
+            self._pending.append((_emit_all, (emit, batch), {}))
 
     def _direct(self):
         """The aggregator to submit to directly, or None when the base class must see every sample.
@@ -223,7 +267,7 @@ class CiliumScraper(OpenMetricsScraper):
             try:
                 bound = float(row[at])
             except ValueError:
-                continue
+                bound = NAN  # refused with its series in _flush_histograms
             key = row[:at] if le_last else row[:at] + row[at + 1 : -1]
             target = targets.get(key)
             if target is None:
@@ -243,13 +287,23 @@ class CiliumScraper(OpenMetricsScraper):
         try:
             bound = float(upper)
         except ValueError:
-            return
+            bound = NAN  # refused with its series in _flush_histograms
         self._buckets.setdefault((dd_name, tuple(rest)), []).append((bound, value))
 
     def _flush_histograms(self):
         """Decumulate bucket counts per label set and send them as one distribution each."""
         direct = self._direct()
         for (dd_name, pairs), buckets in self._buckets.items():
+            problem = _bucket_problem(buckets)
+            if problem:
+                # Dropped and counted (the service check is WARNING), never submitted.
+                stats = self.reader.stats
+                stats.malformed += 1
+                if stats.first_malformed is None:
+                    stats.first_malformed = (None, f"histogram {dd_name}: {problem}")
+                continue
+            if not self._admit(dd_name, "_bucket"):
+                continue
             buckets.sort()
             tags = self._tags(pairs)
             submit = self._bucket_submitter(direct, dd_name)
@@ -323,6 +377,15 @@ class CiliumScraper(OpenMetricsScraper):
             self.service_check(self.SERVICE_CHECK_HEALTH, ServiceCheck.CRITICAL, tags=self.static_tags, message=message)
             return message
         stats = self.reader.stats
+        if self._capped:
+            family, dropped = sorted(self._capped.items(), key=lambda kv: -kv[1])[0]
+            message = (
+                f"{self.component} endpoint {self.display_url}: {family} has more than {self.max_contexts} contexts; "
+                f"dropped {dropped} (raise `max_contexts_per_family`, or exclude the family or its labels)"
+                + (f"; {len(self._capped) - 1} more families capped" if len(self._capped) > 1 else "")
+            )
+            self.service_check(self.SERVICE_CHECK_HEALTH, ServiceCheck.WARNING, tags=self.static_tags, message=message)
+            return message
         if stats.malformed:
             line_no, text = stats.first_malformed
             where = f"first at line {line_no}" if line_no else "first"
@@ -358,6 +421,27 @@ class InvalidEndpoint:
             f"{self.component}.openmetrics.health", ServiceCheck.CRITICAL, tags=self.tags, message=self.message
         )
         return self.message
+
+
+def _emit_all(emit, batch):
+    for value, tags in batch:
+        emit(value, tags)
+
+
+def _bucket_problem(buckets):
+    """Why a series' (upper bound, cumulative count) buckets cannot be submitted, or ""."""
+    for bound, count in buckets:
+        if bound != bound:
+            return "`le` is not a number"
+        if count != count or count in (INF, -INF):
+            return f"a bucket count is {count}"
+        if count < 0:
+            return f"a bucket count is negative ({count:g})"
+    ordered = sorted(buckets)
+    for (b1, c1), (b2, c2) in zip(ordered, ordered[1:]):
+        if c2 < c1:
+            return f"cumulative counts decrease (le {b1:g}: {c1:g}, le {b2:g}: {c2:g})"
+    return ""
 
 
 def _bound_text(bound):
