@@ -190,7 +190,7 @@ def test_doctor_discover_gates_a_simulated_cluster(capsys, token_file):
         operator = next(t for t in sim.targets if t.component == "operator")
         pods.append(operator_pod("cilium-operator-5f7d9c6d8-x2k4q", "127.0.0.1", operator.port))
         with FakeApiServer(pods) as api:
-            code = cli.main(["doctor", "--discover", "--api-server", api.url, "--token-file", token_file,
+            code = cli.main(["doctor", "--discover", "--api-server", api.url, "--api-token-file", token_file,
                              "--samples", "2", "--interval", "1s", "--format", "json"])
     out, err = capsys.readouterr()
     doc = json.loads(out)

@@ -38,6 +38,9 @@ def load_base_catalog(data_dir: Path = DATA_DIR) -> Catalog:
         if s.id in seen:
             raise CatalogError(f"signal {s.id}: defined twice")
         seen.add(s.id)
+    for s in signals:
+        if s.version_twin and s.version_twin not in seen:
+            raise CatalogError(f"signal {s.id}.version_twin: no signal `{s.version_twin}` in the catalog")
     ordered_areas = [areas[a] for a in AREAS if a in areas]
     order = {a: i for i, a in enumerate(AREAS)}
     signals.sort(key=lambda s: order[s.area])  # stable: keeps file order inside an area

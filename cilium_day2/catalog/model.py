@@ -42,7 +42,7 @@ _SIGNAL_KEYS = {
     "critical", "comparison", "window", "for", "keep_firing_for", "group_by", "query", "enabled", "no_data",
     "regression",
     "source", "scope", "born_at_first_event",
-    "datadog_difference",
+    "datadog_difference", "feature", "version_twin",
 }
 # How a signal's Datadog monitor may end up in another state than its Prometheus rule, where
 # Datadog cannot express the catalog's query exactly (`datadog_difference: {effect, reason}`):
@@ -271,6 +271,12 @@ class Signal:
     # with `failure` vs `fail`). `increase()`/`rate()` cannot see the first failure of a series
     # born with value 1; the Prometheus compiler reads this flag to count it.
     born_at_first_event: bool = False
+    # An optional Cilium feature whose metrics exist only while it is on ("Cluster Mesh"):
+    # `doctor` calls the signal not applicable, with this name, when no endpoint exposes them.
+    feature: str = ""
+    # The signal that watches the same thing under another Cilium version's metric names: where
+    # the twin's families are exposed, `doctor` calls this one not applicable.
+    version_twin: str = ""
     # Where the Datadog monitor cannot match the Prometheus rule exactly (docs/datadog.md).
     datadog_difference: Optional["DatadogDifference"] = None
 
@@ -446,7 +452,15 @@ def parse_signal(area_id: str, data, where) -> Signal:
         scope=choice("scope", SCOPES),
         born_at_first_event=born,
         datadog_difference=parse_datadog_difference(data.get("datadog_difference"), where),
+        feature=_text(data.get("feature", ""), f"{where}.feature"),
+        version_twin=_text(data.get("version_twin", ""), f"{where}.version_twin"),
     )
+
+
+def _text(value, where) -> str:
+    if not isinstance(value, str):
+        raise CatalogError(f"{where}: expected text, got {value!r}")
+    return " ".join(value.split())
 
 
 def parse_source(value, where) -> Tuple[str, ...]:

@@ -16,6 +16,12 @@ kvstore. The agent's `cilium_kvstore_*` families exist only with a kvstore (etcd
 uses for identities in `kvstore` and `doublewrite-*` identity allocation modes (and for
 Cluster Mesh). When the agent's `cilium_feature_controlplane_identity_allocation{mode}` says
 `crd` and no endpoint exposes any `cilium_kvstore_*` family, kvstore signals are not applicable.
+
+Optional features. A signal with `feature:` in the catalog (Cluster Mesh, CiliumEndpointSlices,
+health checking) reads families Cilium registers only while that feature is on: when its
+component answered with Cilium metrics but none of the signal's families, it is not applicable,
+named with the feature. A signal with `version_twin:` watches the same thing under another
+Cilium version's names: where the twin's families are exposed, it is not applicable.
 """
 
 from __future__ import annotations
@@ -73,6 +79,11 @@ def _operator_cloud_families(snapshots):
     return any(s.name.startswith(_CLOUD_PREFIXES) for snap in snapshots for s in snap.samples)
 
 
+def _twin_exposed(signal, by_id, names, cloud_apis):
+    twin = by_id.get(signal.version_twin)
+    return twin is not None and any(_exposed(x, names) for x in _families(twin, cloud_apis))
+
+
 def mark_not_applicable(findings, snapshots, components, cloud_apis):
     """Findings with NO DATA turned NOT_APPLICABLE where a rule above says so."""
     modes = ipam_modes(snapshots)
@@ -85,8 +96,7 @@ def mark_not_applicable(findings, snapshots, components, cloud_apis):
                   "ENI, Azure or Alibaba Cloud (e.g. cluster-pool); if it is, scrape the leader operator replica too")
     names = {s.name for snap in snapshots for s in snap.samples}
     kvstore = _kvstore_reason(snapshots, names)
-    if not reason and not kvstore:
-        return findings
+    by_id = {f.signal.id: f.signal for f in findings}
     out = []
     for f in findings:
         # NO DATA, or OK only because an error counter is absent (none yet): neither was judged.
@@ -97,5 +107,14 @@ def mark_not_applicable(findings, snapshots, components, cloud_apis):
                 f = replace(f, status=NOT_APPLICABLE, reason=reason)
             elif kvstore and families and all(x.startswith(KVSTORE_PREFIX) for x in families):
                 f = replace(f, status=NOT_APPLICABLE, reason=kvstore)
+            elif _twin_exposed(f.signal, by_id, names, cloud_apis):
+                twin = by_id[f.signal.version_twin]
+                f = replace(f, status=NOT_APPLICABLE, reason=(
+                    f"not applicable: this Cilium exposes {', '.join(_families(twin, cloud_apis))} instead "
+                    f"(signal {twin.id})"))
+            elif f.signal.feature and components.get(f.signal.component) == "":
+                f = replace(f, status=NOT_APPLICABLE, reason=(
+                    f"not applicable: {f.signal.feature} is not in use here (no endpoint exposes "
+                    f"{', '.join(families)})"))
         out.append(f)
     return out

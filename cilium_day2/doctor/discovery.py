@@ -11,7 +11,7 @@ agent container's `prometheus` (9962 by default) and `hubble-metrics` (9965), th
 scrapes them directly rather than through the API server's proxy.
 
 In a pod it authenticates with its service account (`KUBERNETES_SERVICE_HOST`, the mounted token
-and CA); `--api-server`, `--token-file` and `--ca-file` point it elsewhere. The token is sent
+and CA); `--api-server`, `--api-token-file` and `--api-ca-file` point it elsewhere. The token is sent
 only to the API server and never printed.
 """
 
@@ -71,7 +71,7 @@ def api_config(api_server=None, token_file=None, ca_file=None, environ=None) -> 
         host, port = env.get("KUBERNETES_SERVICE_HOST"), env.get("KUBERNETES_SERVICE_PORT", "443")
         if not host:
             raise UserError("--discover: not running in a pod (no KUBERNETES_SERVICE_HOST); give --api-server URL "
-                            "and --token-file, or use --kubernetes with a kubeconfig")
+                            "and --api-token-file, or use --kubernetes with a kubeconfig")
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
         api_server = f"https://{host}:{port}"
@@ -81,9 +81,9 @@ def api_config(api_server=None, token_file=None, ca_file=None, environ=None) -> 
             ca_file = f"{SERVICE_ACCOUNT}/ca.crt"
     if not api_server.startswith(("http://", "https://")):
         raise UserError(f"--api-server {safe_url(api_server)!r}: not an http(s) URL; write e.g. https://10.96.0.1:443")
-    token = _read_small(token_file, "--token-file") if token_file else None
+    token = _read_small(token_file, "--api-token-file") if token_file else None
     if ca_file and not os.path.isfile(ca_file):
-        raise UserError(f"--ca-file {ca_file}: no such file; check the path")
+        raise UserError(f"--api-ca-file {ca_file}: no such file; check the path")
     return ApiConfig(api_server.rstrip("/"), token, ca_file)
 
 

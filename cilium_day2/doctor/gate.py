@@ -39,8 +39,8 @@ def add_arguments(parser):
     disc.add_argument("--discover", action="store_true",
                       help="find the Cilium agent, Hubble and operator endpoints by the chart's pod labels and port names")
     disc.add_argument("--api-server", metavar="URL", help="API server for --discover (default: in-cluster)")
-    disc.add_argument("--token-file", metavar="FILE", help="bearer token for --discover (default: the pod's service account)")
-    disc.add_argument("--ca-file", metavar="FILE", help="CA bundle for --discover (default: the pod's service account)")
+    disc.add_argument("--api-token-file", metavar="FILE", help="bearer token for --discover (default: the pod's service account)")
+    disc.add_argument("--api-ca-file", metavar="FILE", help="CA bundle of the API server for --discover (default: the pod's service account)")
 
 
 @dataclass
@@ -72,9 +72,9 @@ class Live:
 
 def read_inputs(args) -> GateInputs:
     inputs = GateInputs()
-    if getattr(args, "api_server", None) or getattr(args, "token_file", None) or getattr(args, "ca_file", None):
+    if getattr(args, "api_server", None) or getattr(args, "api_token_file", None) or getattr(args, "api_ca_file", None):
         if not getattr(args, "discover", False):
-            raise UserError("--api-server/--token-file/--ca-file go with --discover; add --discover")
+            raise UserError("--api-server/--api-token-file/--api-ca-file go with --discover; add --discover")
     if args.save_baseline and args.baseline and args.save_baseline == args.baseline:
         raise UserError(f"--save-baseline {args.save_baseline}: the same file as --baseline; save to another file")
     if args.preflight:
@@ -103,7 +103,7 @@ def discovered(args, timeout):
     """Targets from the Kubernetes API (`--discover`), with notes on what was left out."""
     from .discovery import api_config, discover
 
-    config = api_config(args.api_server, args.token_file, args.ca_file)
+    config = api_config(args.api_server, args.api_token_file, args.api_ca_file)
     return discover(config, args.namespace, timeout)
 
 
