@@ -16,7 +16,9 @@ Where the two cannot be the same, the difference is deliberate and documented:
 * Totals over a window (`increase`, `delta`, `changes`) are not extrapolated from samples that
   span less than the window: a quiet counter seen for 15 s says nothing about 15 minutes. The
   observed total is a lower bound of the window's, so it still decides when it already crosses
-  a `>` threshold (or clears a `<` one); otherwise the signal is NO DATA, "not enough samples".
+  a `>` threshold (or clears a `<` one). Otherwise a `>` signal is OK on a partial window, and
+  its reason says so (`PARTIAL`): the families were seen and nothing failed while doctor looked;
+  a `<` signal (a stall: too few events) is NO DATA, "not enough samples".
 * Values that are not finite (NaN, ±Inf) are never judged.
 * A signal whose families no endpoint exposes is NO DATA (the feature is off, or the endpoint is
   missing), whatever its `no_data` (which only tells alerts whether silence pages), except gauges
@@ -59,7 +61,7 @@ class Finding:
     threshold: Optional[float] = None
     culprit: Dict[str, str] = field(default_factory=dict)
     groups: List[Group] = field(default_factory=list)  # every group not OK, worst first
-    reason: str = ""  # why NO DATA
+    reason: str = ""  # why NO DATA or N/A; for an OK, that it was judged on a partial window
 
     @property
     def id(self):
@@ -97,6 +99,9 @@ def _present(family, seen_names):
         return True
     return any(family + suffix in seen_names for suffix in ("_bucket", "_count", "_sum", "_total"))
 
+
+# The reason of an OK judged on samples that span less than the signal's window.
+PARTIAL = "partial window"
 
 # Gauge families whose series Cilium deletes while the value is low: absence is a verdict, "low"
 # (cilium_bpf_map_pressure: a map's series exists only above an internal threshold).
@@ -145,10 +150,19 @@ class SignalEvaluator:
         if short and result:
             statuses = {severity_of(signal, v) for v in result.values()}
             decided = statuses != {OK} if signal.comparison == ">" else statuses == {OK}
-            if not decided:
+            if not decided and signal.comparison != ">":
+                # A low total over a short span says nothing about a whole window (a stall).
                 return Finding(signal, NO_DATA, reason=(
                     f"not enough samples: they span {_human(span)} of the {_human(signal.window)} window "
                     f"(sample the whole window, e.g. --samples 2 --interval {_human(signal.window)})"))
+            if not decided:
+                # Judged on what was seen: the families are there and nothing crossed the
+                # threshold in the sampled span. Said in the reason, since the window was not
+                # covered (a quiet counter for 15 s says little about an hour).
+                worst = max(result.values()) if signal.comparison == ">" else min(result.values())
+                return Finding(signal, OK, value=worst, threshold=self._threshold(signal, OK), reason=(
+                    f"{PARTIAL}: nothing over the threshold in the {_human(span)} sampled of its "
+                    f"{_human(signal.window)} window (to cover it: --samples 2 --interval {_human(signal.window)})"))
         if not result:
             if isinstance(expr, Up):
                 return Finding(signal, NO_DATA, reason=comp_problem or f"no {expr.target} endpoint given")

@@ -14,8 +14,9 @@ a gate for a Helm post-upgrade hook or a CI job:
     1  at least one WARNING
     2  at least one CRITICAL
     3  could not evaluate, and nothing is WARNING or CRITICAL: a signal has no data (its
-       families were not exposed, a component was not given or gave no Cilium metrics, or the
-       samples span less than its window). No data is never OK.
+       families were not exposed, or a component was not given or gave no Cilium metrics).
+       No data is never OK. A signal whose samples span less than its window is judged on
+       what they saw and said to be so.
 
 Every endpoint is read through the shared bounded reader (cilium_day2.exposition):
 `--timeout` bounds each whole response, bodies and lines have size limits (docs/limits.md), and a
@@ -41,7 +42,7 @@ from . import transport as transports
 from .applicability import FEATURE_FAMILIES, NOT_APPLICABLE, mark_not_applicable
 from ..exposition import body
 from ..errors import UserError
-from ..catalog.evaluate import CRITICAL, NO_DATA, OK, WARNING, evaluate_catalog, overall
+from ..catalog.evaluate import CRITICAL, NO_DATA, OK, PARTIAL, WARNING, evaluate_catalog, overall
 from ..catalog.query import (
     Distinct, Increase, Outlier, Quantile, Rate, Sample, Snapshot, iter_nodes, iter_selectors,
 )
@@ -654,6 +655,10 @@ def _render_table(findings, statuses, header, show_all=False, unevaluated=""):
             ("" if len(rows) > 1 else "No signal is failing. ")
             + f"{counts[OK]} OK, {counts[NOT_APPLICABLE]} not applicable not shown (--all lists them)."
         )
+    partial = [f.id for f in findings if f.status == OK and f.reason.startswith(PARTIAL)]
+    if partial:
+        lines.append(f"{len(partial)} OK on what the samples saw, shorter than their window: {', '.join(partial)} "
+                     f"(sample longer to cover their windows).")
     bad = [f for f in findings if f.status in (WARNING, CRITICAL)]
     if bad:
         lines += ["", "What to do:"]
