@@ -91,6 +91,19 @@ class Settings:
     agent_job: str = "cilium-agent"
     operator_job: str = "cilium-operator"
     hubble_job: str = "hubble-metrics"
+    # Extra label matchers (as inside PromQL braces) added next to the job matcher of every
+    # selector of that component, `up` included: where the job also scrapes other pods
+    # (annotation-based `kubernetes-pods`), e.g. `k8s_app="cilium"`. Empty: the job alone.
+    agent_selector: Tuple[str, ...] = ()
+    operator_selector: Tuple[str, ...] = ()
+    hubble_selector: Tuple[str, ...] = ()
+    # Labels that tell the copies of one series apart when an HA pair of Prometheus servers is
+    # read without deduplication. Sums that would double are taken over one copy.
+    replica_labels: Tuple[str, ...] = ("prometheus_replica", "replica")
+    # IPAM subnets the exhaustion signal watches (Cilium's metrics carry `subnet_id` and
+    # `availability_zone`, not tags). Empty: every subnet Cilium allocated from.
+    ipam_subnet_ids: Tuple[str, ...] = ()
+    ipam_availability_zones: Tuple[str, ...] = ()
     # Cloud APIs whose families `{cloud}` expands to (Prometheus, doctor), and the single one
     # Datadog monitors use (a monitor cannot union metric names).
     cloud_apis: Tuple[str, ...] = ("ec2", "azure", "alibabacloud")
@@ -113,6 +126,9 @@ class Settings:
 
     def job(self, target: str) -> str:
         return {"agent": self.agent_job, "operator": self.operator_job, "hubble": self.hubble_job}[target]
+
+    def selector(self, target: str) -> Tuple[str, ...]:
+        return {"agent": self.agent_selector, "operator": self.operator_selector, "hubble": self.hubble_selector}[target]
 
     def prom_label(self, logical: str) -> str:
         return {"cluster": self.cluster_label, "node": self.node_label}.get(logical, logical)

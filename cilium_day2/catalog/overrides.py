@@ -38,6 +38,7 @@ from .model import (
 )
 from ..errors import UserError
 from ..userfiles import MAX_VALUES_BYTES, load_yaml, read_text
+from .matchers import parse_matchers
 from .query import CLOUD_APIS, Outlier, Ratio, RootQuery
 
 TOP_LEVEL_KEYS = ("settings", "signals", "lint")
@@ -121,6 +122,14 @@ def _setting(source, name, value):
         if not isinstance(value, str) or not re.match(r"^https?://\S+$", value):
             _fail(source, key, f"expected an http(s) URL (each signal adds `#<signal id>`), got {value!r}")
         return value
+    if name.endswith("_selector"):
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            value = ", ".join(value)
+        return parse_matchers(value, f"{source}: `{key}`")
+    if name == "replica_labels":
+        if not isinstance(value, list) or not all(isinstance(v, str) and LABEL_NAME_RE.match(v) for v in value):
+            _fail(source, key, f"expected a list of Prometheus label names (or [] when no HA pair is read), got {value!r}")
+        return tuple(value)
     if isinstance(default, tuple):
         if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
             _fail(source, key, f"expected a non-empty list of names, got {value!r}")

@@ -86,6 +86,16 @@ class Selector:
     match: Tuple[Match, ...] = ()
     # Families that carry the same signal in other Cilium versions, newest first after `metric`.
     also: Tuple[str, ...] = ()
+    # Whether the selected series appear at their first event (client_golang creates a
+    # labelled child on first use, so a failure counter is born at 1): a counter's windowed
+    # functions then count a series born inside the window from zero. None: the compilers'
+    # default (yes for a counter selector that matches labels, see `counts_from_birth`).
+    born_at_first_event: Optional[bool] = None
+
+    def counts_from_birth(self) -> bool:
+        if self.born_at_first_event is not None:
+            return self.born_at_first_event
+        return bool(self.match)
 
     def families(self, cloud_apis: Sequence[str] = CLOUD_APIS) -> List[str]:
         """The concrete family names this selector reads (the first is the one Datadog queries)."""
@@ -260,10 +270,13 @@ def _selector(where, data) -> Selector:
     also = data.get("also") or []
     if not isinstance(also, list) or not all(isinstance(m, str) and m for m in also):
         raise QueryError(f"{where}.also: expected a list of metric family names (the same signal in other versions)")
-    return Selector(metric, parse_matchers(where, data.get("match")), tuple(also))
+    born = data.get("born_at_first_event")
+    if born is not None and not isinstance(born, bool):
+        raise QueryError(f"{where}.born_at_first_event: expected true or false")
+    return Selector(metric, parse_matchers(where, data.get("match")), tuple(also), born)
 
 
-_SELECTOR_KEYS = {"fn", "metric", "match", "also"}
+_SELECTOR_KEYS = {"fn", "metric", "match", "also", "born_at_first_event"}
 
 
 def parse_query(data, where="query") -> Query:
