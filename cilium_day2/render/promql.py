@@ -99,13 +99,18 @@ class PromQL:
             return inner
         return f"max without ({', '.join(self.s.replica_labels)}) ({inner})"
 
-    def counted(self, fn: str, sel: str, w: str, seconds: int, born: bool) -> str:
-        """`rate`/`increase` of one selector, per series; with `born`, a series born inside the
-        window counts from zero (its last value), not from its first sample."""
+    def counted(self, fn: str, sel: str, w: str, seconds: Optional[int], born: bool, component: str) -> str:
+        """`rate`/`increase` of one selector, per series. With `born`, a series born inside the
+        window counts from zero (its last value), not from its first sample, provided this
+        component's targets in the cluster were already scraped a window ago: otherwise the
+        series is new only to this Prometheus (first scrape, a Prometheus without history) and
+        its value holds failures of any age."""
         plain = f"{fn}({sel}[{w}])"
         if not born or seconds is None:
             return plain
-        since_birth = f"last_over_time({sel}[{w}]) unless {sel} offset {w}"
+        c = self.s.cluster_label
+        watched = f"group by ({c}) ({self.up_selector(component)} offset {w})"
+        since_birth = f"(last_over_time({sel}[{w}]) unless {sel} offset {w}) and on ({c}) {watched}"
         if fn == "rate":
             since_birth = f"({since_birth}) / {seconds}"
         return f"({plain} and {sel} offset {w}) or {since_birth}"
@@ -126,7 +131,7 @@ class PromQL:
             seconds = self.window_seconds(signal)
             from_birth = born or node.selector.counts_from_birth()
             return self._union(node.selector, lambda f: (
-                f"sum by ({by}) ({self.one_copy(self.counted(fn, self.selector(f, node.selector, comp), w, seconds, from_birth), dedupe)})"))
+                f"sum by ({by}) ({self.one_copy(self.counted(fn, self.selector(f, node.selector, comp), w, seconds, from_birth, comp), dedupe)})"))
         if isinstance(node, Changes):
             return self._union(node.selector, lambda f: (
                 f"sum by ({by}) ({self.one_copy(f'changes({self.selector(f, node.selector, comp)}[{w}])', dedupe)})"))
