@@ -208,6 +208,8 @@ def test_every_family_the_rules_use_is_mapped_by_the_check():
     for signal in catalog.signals:
         for sel in signal.query.selectors():
             used |= {_strip(f) for f in sel.families(catalog.settings.cloud_apis)}
+        if signal.query.only_if_seen:
+            used |= {_strip(f) for f in signal.query.only_if_seen.metrics}
     text = prometheus.render(catalog)[prometheus.RULES_FILE]
     from_text = {_strip(f) for g in yaml.safe_load(text)["groups"] for r in g["rules"] for f in _families(r["expr"])}
     assert from_text - SYNTHETIC <= used | SYNTHETIC

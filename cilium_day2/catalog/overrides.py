@@ -39,7 +39,7 @@ from .model import (
 from ..errors import UserError
 from ..userfiles import MAX_VALUES_BYTES, load_yaml, read_text
 from .matchers import parse_matchers
-from .query import CLOUD_APIS, Outlier, Ratio, RootQuery
+from .query import CLOUD_APIS, Match, Outlier, Ratio, RootQuery, with_match
 
 TOP_LEVEL_KEYS = ("settings", "signals", "lint")
 SIGNAL_KEYS = ("enabled", "warning", "critical", "window", "for", "keep_firing_for")
@@ -244,11 +244,27 @@ def _with_params(query: RootQuery, params: Dict[str, float]) -> RootQuery:
     return dataclasses.replace(query, expr=expr)
 
 
+# Settings that scope the signals grouped by a label to the listed values of that label.
+SCOPE_SETTINGS = {"ipam_subnet_ids": "subnet_id", "ipam_availability_zones": "availability_zone"}
+
+
+def _scoped(query: RootQuery, group_by, settings: Settings) -> RootQuery:
+    """The query of a signal grouped by a scoped label, reading only the listed values."""
+    expr = query.expr
+    for name, label in SCOPE_SETTINGS.items():
+        values = getattr(settings, name)
+        if values and label in group_by:
+            expr = with_match(expr, Match(label, "in", tuple(values)))
+    return dataclasses.replace(query, expr=expr)
+
+
 def apply_values(catalog: Catalog, values: Values) -> Catalog:
     """A new catalog with validated values applied (the input catalog is not modified)."""
     settings = dataclasses.replace(catalog.settings, **values.settings)
     signals = []
     for s in catalog.signals:
+        if any(getattr(settings, name) for name in SCOPE_SETTINGS):
+            s = dataclasses.replace(s, query=_scoped(s.query, s.group_by, settings))
         spec = values.signals.get(s.id)
         if spec:
             changes = {}

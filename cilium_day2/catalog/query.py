@@ -42,15 +42,19 @@ A value may contain ``*`` wildcards. Missing labels match as the empty string, l
 
 A root query may carry ``only_if_up: <component>``: results are kept only for groups whose
 component target is up (the Hubble flow-stall signal fires only while the agent runs).
+It may carry ``only_if_seen: {metrics: [...], by: [labels], within: <duration>}``: results are
+kept only for groups (matched on the `by` labels) where one of those families had a series
+within the duration: the subnet-exhaustion signal watches only subnets Cilium allocated from.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import math
+import re
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..errors import UserError
@@ -190,11 +194,21 @@ FUNCTIONS = ("value", "rate", "increase", "delta", "changes", "quantile", "disti
 
 
 @dataclass(frozen=True)
+class Seen:
+    """`only_if_seen`: the families whose presence, on the `on` labels, shows activity."""
+
+    metrics: Tuple[str, ...]
+    on: Tuple[str, ...]
+    within: int  # seconds
+
+
+@dataclass(frozen=True)
 class RootQuery:
-    """A signal's query: the expression plus the optional `only_if_up` guard."""
+    """A signal's query: the expression plus the optional `only_if_up` and `only_if_seen` guards."""
 
     expr: Query
     only_if_up: Optional[str] = None
+    only_if_seen: Optional[Seen] = None
 
     def selectors(self) -> List[Selector]:
         return list(iter_selectors(self.expr))
@@ -222,6 +236,21 @@ def iter_nodes(node) -> Iterable[Query]:
         yield from iter_nodes(node.den)
     if isinstance(node, Outlier):
         yield from iter_nodes(node.of)
+
+
+def with_match(node, match: "Match"):
+    """`node` with `match` added to every selector in it (a new tree; `node` is unchanged)."""
+    if isinstance(node, (int, float)):
+        return node
+    changes = {}
+    selector = getattr(node, "selector", None)
+    if selector is not None:
+        changes["selector"] = replace(selector, match=tuple(m for m in selector.match if m.label != match.label) + (match,))
+    if isinstance(node, Ratio):
+        changes["num"], changes["den"] = with_match(node.num, match), with_match(node.den, match)
+    if isinstance(node, Outlier):
+        changes["of"] = with_match(node.of, match)
+    return replace(node, **changes) if changes else node
 
 
 # --- parsing ---------------------------------------------------------------------------------
@@ -341,7 +370,23 @@ def parse_root(data, where="query") -> RootQuery:
     guard = data.pop("only_if_up", None)
     if guard is not None:
         _choice(f"{where}.only_if_up", guard, UP_TARGETS)
-    return RootQuery(parse_query(data, where), guard)
+    seen = data.pop("only_if_seen", None)
+    if seen is not None:
+        seen = _parse_seen(seen, f"{where}.only_if_seen")
+    return RootQuery(parse_query(data, where), guard, seen)
+
+
+def _parse_seen(data, where) -> Seen:
+    _keys(where, data, {"metrics", "by", "within"}, ("metrics", "by", "within"))
+    metrics, on, within = data["metrics"], data["by"], data["within"]
+    for key, value in (("metrics", metrics), ("by", on)):
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+            raise QueryError(f"{where}.{key}: expected a non-empty list of names")
+    m = re.match(r"^(?:(\d+)h)?(?:(\d+)m)?$", str(within))
+    if not m or not str(within):
+        raise QueryError(f"{where}.within: expected a duration such as 24h")
+    seconds = int(m.group(1) or 0) * 3600 + int(m.group(2) or 0) * 60
+    return Seen(tuple(metrics), tuple(on), seconds)
 
 
 # --- evaluation from raw samples -------------------------------------------------------------
@@ -587,7 +632,16 @@ def evaluate(root: RootQuery, snapshots: Sequence[Snapshot], by: Sequence[str], 
     if root.only_if_up:
         up = ev.evaluate(Up(root.only_if_up), by)
         result = {k: v for k, v in result.items() if up.get(k, 0) >= 1}
+    if root.only_if_seen:
+        result = only_seen(root.only_if_seen, snapshots, result)
     return result
+
+
+def only_seen(seen: Seen, snapshots: Sequence[Snapshot], result: Dict[GroupKey, float]) -> Dict[GroupKey, float]:
+    """The groups of `result` whose `on` labels one of `seen.metrics` carried in any snapshot."""
+    names = set(seen.metrics)
+    present = {_key(s.labels, seen.on) for snap in snapshots for s in snap.samples if s.name in names}
+    return {k: v for k, v in result.items() if _key(dict(k), seen.on) in present}
 
 
 def fraction_within(root: RootQuery, snapshots: Sequence[Snapshot], by: Sequence[str], window: float, bound: float,

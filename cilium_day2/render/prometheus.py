@@ -146,6 +146,13 @@ def _signal_rules(s: Signal, prom: PromQL, scope: str, settings) -> List[dict]:
     # A quantile alert reads its threshold's bucket (PromQL.condition), not this value.
     value = None if s.quantile else prom.expr(s)
     thresholds = s.thresholds()
+    seen = None
+    if s.query.only_if_seen:
+        # Recorded each cycle (a few series), so that the alert looks back over the record,
+        # not over a day of the raw counters.
+        seen = prom.seen_record_name(s)
+        rules.append({"record": seen, "expr": prom.seen_expr(s)})
+        seen = f"{seen}{{{scope}}}" if scope else seen
     if len(thresholds) > 1 and not s.quantile:
         # The warning and the critical rule share one recorded series: the query runs once.
         record = prom.record_name(s)
@@ -154,7 +161,7 @@ def _signal_rules(s: Signal, prom: PromQL, scope: str, settings) -> List[dict]:
     for severity, threshold in thresholds:
         rules.append({
             "alert": s.alert_name,
-            "expr": prom.condition(value, s, threshold),
+            "expr": prom.condition(value, s, threshold, seen),
             "for": format_duration(s.hold) if s.hold else None,
             "keep_firing_for": format_duration(s.keep_firing_for) if s.keep_firing_for else None,
             "labels": {**dict(settings.alert_labels), "severity": severity, "area": s.area, "signal": s.id},

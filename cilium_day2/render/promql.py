@@ -217,7 +217,8 @@ class PromQL:
             return f"sum by ({by}) (rate({bucket}[{w}])) / sum by ({by}) (rate({count}[{w}]))"
         return self._union(sel, build)
 
-    def condition(self, value_expr: Optional[str], signal: Signal, threshold: float) -> str:
+    def condition(self, value_expr: Optional[str], signal: Signal, threshold: float,
+                  seen_record: Optional[str] = None) -> str:
         """The alert expression: `value_expr` against the threshold. A quantile signal instead
         compares the share of observations within the threshold with q (no value needed)."""
         if signal.quantile:
@@ -229,7 +230,23 @@ class PromQL:
         if signal.query.only_if_up:
             group = self.by(signal.group_by)
             cond = f"({cond}) and on ({group}) ({self.up(signal.query.only_if_up, signal.group_by)} == 1)"
+        seen = signal.query.only_if_seen
+        if seen:
+            on = self.by(seen.on)
+            within = format_duration(seen.within)
+            recent = (f"max_over_time({seen_record}[{within}])" if seen_record else
+                      f"group by ({on}) ({' or '.join(f'present_over_time({self.selector(m, Selector(m), signal.component)}[{within}])' for m in seen.metrics)})")
+            cond = f"({cond}) and on ({on}) {recent}"
         return cond
+
+    def seen_expr(self, signal: Signal) -> str:
+        """Which `on` label sets show activity now (recorded, then looked back over)."""
+        seen = signal.query.only_if_seen
+        sels = " or ".join(self.selector(m, Selector(m), signal.component) for m in seen.metrics)
+        return f"group by ({self.by(seen.on)}) ({sels})"
+
+    def seen_record_name(self, signal: Signal) -> str:
+        return f"{'_'.join(self.labels(signal.query.only_if_seen.on))}:cilium_day2_{signal.id}:seen"
 
     def record_name(self, signal: Signal) -> str:
         """`level:metric:operation`, the Prometheus naming convention for recording rules."""
