@@ -462,6 +462,7 @@ class Evaluator:
         self.rate_snapshots = self.snapshots if len(self.snapshots) >= 2 else ordered[-2:]
         self.window = window
         self.cloud_apis = tuple(cloud_apis)
+        self.born_context = False  # inside a ratio whose numerator counts series from birth
 
     @property
     def latest(self) -> Snapshot:
@@ -479,16 +480,24 @@ class Evaluator:
                 series[_series_id(sample)].append((snap.timestamp, sample.value, sample.labels))
         return series
 
-    def _counter_rates(self, selector: Selector, names: Sequence[str]):
-        """Per-series per-second rates (first to last point in the window)."""
+    def _counter_rates(self, selector: Selector, names: Sequence[str], born: bool = False):
+        """Per-series per-second rates (first to last point in the window).
+
+        With `born` (a counter Cilium creates at its first event), a series that appears after
+        the first snapshot, while its family was already scraped there, counts from zero: its
+        first value happened inside the window (the compiled PromQL does the same)."""
         out = []
+        first = self.rate_snapshots[0]
+        family_seen = born and any(s.name in set(names) for s in first.samples)
+        span = self.rate_snapshots[-1].timestamp - first.timestamp
         for points in self._series_over_window(selector, names).values():
-            if len(points) < 2:
+            new = family_seen and points[0][0] > first.timestamp
+            if len(points) < 2 and not new:
                 continue
-            total = 0.0
+            total = points[0][1] if new else 0.0
             for (_, prev, _), (_, cur, _) in zip(points, points[1:]):
                 total += cur - prev if cur >= prev else cur
-            elapsed = points[-1][0] - points[0][0]
+            elapsed = span if new else points[-1][0] - points[0][0]
             if elapsed > 0:
                 out.append((points[-1][2], total / elapsed))
         return out
@@ -508,7 +517,8 @@ class Evaluator:
             return {k: _aggregate(v, node.agg) for k, v in groups.items()}
         if isinstance(node, (Rate, Increase)):
             scale = 1.0 if isinstance(node, Rate) else self.window
-            for labels, rate in self._counter_rates(node.selector, self._names(node.selector)):
+            born = node.selector.counts_from_birth() or self.born_context
+            for labels, rate in self._counter_rates(node.selector, self._names(node.selector), born):
                 groups[_key(labels, by)].append(rate * scale)
             return {k: sum(v) for k, v in groups.items()}
         if isinstance(node, Delta):
@@ -536,10 +546,16 @@ class Evaluator:
                     groups[_key(sample.labels, by)].append(sample.value)
             return {k: max(v) for k, v in groups.items()}
         if isinstance(node, Ratio):
-            num = self.evaluate(node.num, by)
-            if isinstance(node.den, float):
-                return {k: v / node.den for k, v in num.items()}
-            den = self.evaluate(node.den, by)
+            # Both sides count series born in the window alike (as the compiled PromQL does).
+            outer = self.born_context
+            self.born_context = outer or any(sel.counts_from_birth() for sel in iter_selectors(node.num))
+            try:
+                num = self.evaluate(node.num, by)
+                if isinstance(node.den, float):
+                    return {k: v / node.den for k, v in num.items()}
+                den = self.evaluate(node.den, by)
+            finally:
+                self.born_context = outer
             out = {}
             for k, v in num.items():
                 if k not in den:
