@@ -71,3 +71,21 @@ def test_the_fleets_carry_each_setups_own_target_labels():
     assert ann.agent("c", 0)["k8s_app"] == "cilium" and "pod" not in ann.hubble("c", 0)
     # Annotation scraping puts unrelated pods on the agents' job.
     assert any(o["job"] == ann.agent("c", 0)["job"] for o in ann.others("c", 0))
+
+
+@pytest.mark.prometheus
+def test_without_the_selectors_a_shared_job_masks_the_vanished_operator(tmp_path):
+    """The annotation fleet is honest: with only the job (no `*_selector`), the other annotated
+    pods of `kubernetes-pods` stand in for the operator that is gone, and its alert is lost."""
+    require_promtool()
+    setup = fleets.SETUPS["annotations"]
+    values = yaml.safe_load(setup.values.read_text())
+    values["settings"] = {k: v for k, v in values["settings"].items() if not k.endswith("_selector")}
+    catalog = load_catalog(values)
+    render.write(render.render_files(catalog), tmp_path, catalog)
+    (case,) = [c for c in fleets.cases(setup) if c.name == "operator scaled to zero"]
+    test_file = tmp_path / "masked.test.yml"
+    test_file.write_text(yaml.safe_dump(fleets.promtool_tests(
+        str(tmp_path / prometheus.RULES_FILE), [(case.name, case, case.series)]), sort_keys=False, width=400))
+    result = subprocess.run([PROMTOOL, "test", "rules", str(test_file)], capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0 and "CiliumOperatorAbsent" in result.stdout + result.stderr
