@@ -279,6 +279,12 @@ def cases(setup: Setup) -> List[Case]:
     # Healthy twin of everything below: two clusters, every component up, nothing fires.
     out.append(Case("healthy fleet", fleet(clusters=("prod-a", "prod-b")).series, [10, 30, 59], [], setup))
 
+    # A larger cluster: forty nodes, one agent down; the other thirty-nine and their
+    # neighbours on the same jobs stay up.
+    f = fleet(nodes=40)
+    f.put("up", setup.agent(c, 27), "1x20 0x40")
+    out.append(Case("forty nodes, one agent down", f.series, [30], [("CiliumAgentDown", "critical", c, 27)], setup))
+
     # An agent down while every other target of its job (and its node) stays up.
     f = fleet()
     f.put("up", setup.agent(c, 1), "1x20 0x40")
