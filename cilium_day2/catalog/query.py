@@ -39,6 +39,12 @@ named directly). ``also`` lists families that carry the same signal in other Cil
 (read together: PromQL `or`, summed by evaluate(); Datadog queries `metric`, the newest). ``{cloud}`` in a name stands for each configured cloud API (`ec2`, `azure`,
 `alibabacloud`). ``match`` maps a label to a value, or to ``{in: [...]}`` / ``{not_in: [...]}``.
 A value may contain ``*`` wildcards. Missing labels match as the empty string, like PromQL.
+``born_at_first_event`` (true/false) says whether the selected counter series are created at
+their first event (client_golang creates a labelled child on first use) rather than exported
+at 0 from the start; `rate`/`increase` then count a series born inside the window from zero.
+Unset, a counter selector that matches labels (a failure, an error code) is taken as born at its
+first event, and an unfiltered one (a whole family) is not, unless it is the denominator of a
+ratio whose numerator is.
 
 A root query may carry ``only_if_up: <component>``: results are kept only for groups whose
 component target is up (the Hubble flow-stall signal fires only while the agent runs).
