@@ -55,9 +55,10 @@ class PromQL:
     * Series born at their first event (see `Selector.counts_from_birth`): `increase()` and
       `rate()` only see a series' growth after its first sample, so a failure counter born at 1
       would never count that failure. Such a leaf adds, for each series that did not exist one
-      window ago, its last value in the window (all of it happened since the series was born).
+      window ago, its current value (all of it happened since the series was born).
       A series that existed a window ago is read by `increase()`/`rate()` as before, counter
-      resets included.
+      resets included. (The current value, two instant reads: a series born and gone again
+      within one window is not counted.)
     * HA pairs read without deduplication (`settings.replica_labels`): every series twice. Sums
       of counts and of gauges are taken over one copy (`max without (replica labels)`); maxima,
       minima, quantiles and ratios of two sums are the same with or without the copies.
@@ -101,7 +102,7 @@ class PromQL:
 
     def counted(self, fn: str, sel: str, w: str, seconds: Optional[int], born: bool, component: str) -> str:
         """`rate`/`increase` of one selector, per series. With `born`, a series born inside the
-        window counts from zero (its last value), not from its first sample, provided this
+        window counts from zero (its current value), not from its first sample, provided this
         component's targets in the cluster were already scraped a window ago: otherwise the
         series is new only to this Prometheus (first scrape, a Prometheus without history) and
         its value holds failures of any age."""
@@ -110,7 +111,8 @@ class PromQL:
             return plain
         c = self.s.cluster_label
         watched = f"group by ({c}) ({self.up_selector(component)} offset {w})"
-        since_birth = f"(last_over_time({sel}[{w}]) unless {sel} offset {w}) and on ({c}) {watched}"
+        # The current value of a series absent a window ago: two instant reads, no range.
+        since_birth = f"({sel} unless {sel} offset {w}) and on ({c}) {watched}"
         if fn == "rate":
             since_birth = f"({since_birth}) / {seconds}"
         return f"({plain} and {sel} offset {w}) or {since_birth}"

@@ -325,6 +325,12 @@ def cases(setup: Setup) -> List[Case]:
     out.append(Case("first policy failure (counter born at 1)", f.series, [32, 45], [
         ("CiliumPolicyChangeFailing", "warning", c, None)], setup))
 
+    # A counter labelled by its error string: created at the first error.
+    f = fleet()
+    f.put("cilium_kvstore_quorum_errors_total", {**setup.agent(c, 2), "error": "etcdserver: no leader"}, "_x30 1x29")
+    out.append(Case("first kvstore quorum error (counter born at 1)", f.series, [33], [
+        ("CiliumKvstoreQuorumErrors", "warning", c, None)], setup))
+
     # Its twin: failures from long before this Prometheus watched the fleet (the series
     # exists from the first scrape) are not news.
     f = fleet()
