@@ -43,8 +43,8 @@ A value may contain ``*`` wildcards. Missing labels match as the empty string, l
 their first event (client_golang creates a labelled child on first use) rather than exported
 at 0 from the start; `rate`/`increase` then count a series born inside the window from zero.
 Unset, a counter selector that matches labels (a failure, an error code) is taken as born at its
-first event, and an unfiltered one (a whole family) is not, unless it is the denominator of a
-ratio whose numerator is.
+first event, and an unfiltered one (a whole family) is not. Ratios count growth only, on both
+sides (a share of many events; see `PromQL.compile`).
 
 A root query may carry ``only_if_up: <component>``: results are kept only for groups whose
 component target is up (the Hubble flow-stall signal fires only while the agent runs).
@@ -468,7 +468,7 @@ class Evaluator:
         self.rate_snapshots = self.snapshots if len(self.snapshots) >= 2 else ordered[-2:]
         self.window = window
         self.cloud_apis = tuple(cloud_apis)
-        self.born_context = False  # inside a ratio whose numerator counts series from birth
+        self.in_ratio = False  # ratios count growth only (see PromQL.compile)
 
     @property
     def latest(self) -> Snapshot:
@@ -523,7 +523,7 @@ class Evaluator:
             return {k: _aggregate(v, node.agg) for k, v in groups.items()}
         if isinstance(node, (Rate, Increase)):
             scale = 1.0 if isinstance(node, Rate) else self.window
-            born = node.selector.counts_from_birth() or self.born_context
+            born = node.selector.counts_from_birth() and not self.in_ratio
             for labels, rate in self._counter_rates(node.selector, self._names(node.selector), born):
                 groups[_key(labels, by)].append(rate * scale)
             return {k: sum(v) for k, v in groups.items()}
@@ -552,16 +552,15 @@ class Evaluator:
                     groups[_key(sample.labels, by)].append(sample.value)
             return {k: max(v) for k, v in groups.items()}
         if isinstance(node, Ratio):
-            # Both sides count series born in the window alike (as the compiled PromQL does).
-            outer = self.born_context
-            self.born_context = outer or any(sel.counts_from_birth() for sel in iter_selectors(node.num))
+            # Both sides count growth after each series' first sample (as the compiled PromQL does).
+            outer, self.in_ratio = self.in_ratio, True
             try:
                 num = self.evaluate(node.num, by)
                 if isinstance(node.den, float):
                     return {k: v / node.den for k, v in num.items()}
                 den = self.evaluate(node.den, by)
             finally:
-                self.born_context = outer
+                self.in_ratio = outer
             out = {}
             for k, v in num.items():
                 if k not in den:

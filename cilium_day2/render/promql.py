@@ -13,7 +13,7 @@ from typing import List, Optional, Sequence
 from ..catalog.buckets import le_forms
 from ..catalog import Settings, Signal, format_duration
 from ..catalog.query import (
-    Changes, Delta, Distinct, Increase, Match, Outlier, Quantile, Rate, Ratio, Selector, Up, Value, iter_selectors,
+    Changes, Delta, Distinct, Increase, Match, Outlier, Quantile, Rate, Ratio, Selector, Up, Value,
 )
 
 _RE2_SPECIAL = set("\\.+*?()|[]{}^$")
@@ -118,7 +118,8 @@ class PromQL:
         return f"({plain} and {sel} offset {w}) or {since_birth}"
 
     # -- nodes ---------------------------------------------------------------------------------
-    def compile(self, node, signal: Signal, group: Sequence[str], dedupe: bool = True, born: bool = False) -> str:
+    def compile(self, node, signal: Signal, group: Sequence[str], dedupe: bool = True,
+                born: Optional[bool] = None) -> str:
         comp = signal.component
         w = self.window(signal)
         by = self.by(group)
@@ -131,7 +132,7 @@ class PromQL:
         if isinstance(node, (Rate, Increase)):
             fn = "rate" if isinstance(node, Rate) else "increase"
             seconds = self.window_seconds(signal)
-            from_birth = born or node.selector.counts_from_birth()
+            from_birth = node.selector.counts_from_birth() if born is None else born
             return self._union(node.selector, lambda f: (
                 f"sum by ({by}) ({self.one_copy(self.counted(fn, self.selector(f, node.selector, comp), w, seconds, from_birth, comp), dedupe)})"))
         if isinstance(node, Changes):
@@ -155,16 +156,16 @@ class PromQL:
             return self.up(node.target, group)
         if isinstance(node, Ratio):
             # Both sides of a ratio count the copies of an HA pair alike: no deduplication
-            # needed, unless a floor (`min_den`) compares the denominator with a number. Both
-            # sides count series born in the window alike, or a new pod's first failure would
-            # be divided by a total that misses the same pod's first successes.
+            # needed, unless a floor (`min_den`) compares the denominator with a number.
+            # Both sides count growth after each series' first sample: a share of many events
+            # does not turn on one birth value, counting birth values in the numerator only
+            # would divide a new pod's first failures by a total missing its first successes,
+            # and counting them on both sides would read the whole family twice more.
             inner_dedupe = dedupe and node.min_den is not None
-            born_ratio = born or any(sel.counts_from_birth() for sel in iter_selectors(node.num)
-                                     if not isinstance(node.num, Quantile))
-            num = self.compile(node.num, signal, group, inner_dedupe, born_ratio)
+            num = self.compile(node.num, signal, group, inner_dedupe, False)
             if isinstance(node.den, float):
                 return f"{num} / {node.den:g}"
-            den = self.compile(node.den, signal, group, inner_dedupe, born_ratio)
+            den = self.compile(node.den, signal, group, inner_dedupe, False)
             if node.min_den is not None:
                 return f"{num} / clamp_min({den}, {node.min_den:g})"
             return f"{num} / {den}"
