@@ -127,7 +127,7 @@
       "targets": [
        {
         "refId": "A",
-        "expr": "sum by (ǂ0ǂ, ǂ1ǂ, map_name, operation) (rate(cilium_bpf_map_ops_total{outcome=\"fail\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"}[ǂ6ǂ]))",
+        "expr": "sum by (ǂ0ǂ, ǂ1ǂ, map_name, operation) (max without (prometheus_replica, replica) ((rate(cilium_bpf_map_ops_total{outcome=\"fail\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"}[ǂ6ǂ]) and cilium_bpf_map_ops_total{outcome=\"fail\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} offset ǂ6ǂ) or ((cilium_bpf_map_ops_total{outcome=\"fail\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} unless cilium_bpf_map_ops_total{outcome=\"fail\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} offset ǂ6ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ2ǂ\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} offset ǂ6ǂ)) / 300))",
         "legendFormat": "{{ǂ0ǂ}} {{ǂ1ǂ}} {{map_name}} {{operation}}",
         "datasource": {
          "type": "prometheus",
@@ -187,7 +187,7 @@
       "targets": [
        {
         "refId": "A",
-        "expr": "sum by (ǂ0ǂ, ǂ1ǂ, map_name, operation) (increase(cilium_bpf_map_ops_total{outcome=\"fail\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"}[ǂ7ǂ]))",
+        "expr": "sum by (ǂ0ǂ, ǂ1ǂ, map_name, operation) (max without (prometheus_replica, replica) ((increase(cilium_bpf_map_ops_total{outcome=\"fail\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"}[ǂ7ǂ]) and cilium_bpf_map_ops_total{outcome=\"fail\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} offset ǂ7ǂ) or (cilium_bpf_map_ops_total{outcome=\"fail\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} unless cilium_bpf_map_ops_total{outcome=\"fail\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} offset ǂ7ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ2ǂ\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} offset ǂ7ǂ)))",
         "legendFormat": "{{ǂ0ǂ}} {{ǂ1ǂ}} {{map_name}} {{operation}}",
         "datasource": {
          "type": "prometheus",
@@ -247,7 +247,7 @@
       "targets": [
        {
         "refId": "A",
-        "expr": "sum by (ǂ0ǂ, ǂ1ǂ, reason) (rate(cilium_drop_count_total{reason=~\"CT: Map insertion failed|No mapping for NAT masquerade|Failed to insert into proxymap\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"}[ǂ8ǂ]))",
+        "expr": "sum by (ǂ0ǂ, ǂ1ǂ, reason) (max without (prometheus_replica, replica) ((rate(cilium_drop_count_total{reason=~\"CT: Map insertion failed|No mapping for NAT masquerade|Failed to insert into proxymap\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"}[ǂ8ǂ]) and cilium_drop_count_total{reason=~\"CT: Map insertion failed|No mapping for NAT masquerade|Failed to insert into proxymap\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} offset ǂ8ǂ) or ((cilium_drop_count_total{reason=~\"CT: Map insertion failed|No mapping for NAT masquerade|Failed to insert into proxymap\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} unless cilium_drop_count_total{reason=~\"CT: Map insertion failed|No mapping for NAT masquerade|Failed to insert into proxymap\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} offset ǂ8ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ2ǂ\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} offset ǂ8ǂ)) / 300))",
         "legendFormat": "{{ǂ0ǂ}} {{ǂ1ǂ}} {{reason}}",
         "datasource": {
          "type": "prometheus",
@@ -307,7 +307,7 @@
       "targets": [
        {
         "refId": "A",
-        "expr": "sum by (ǂ0ǂ, ǂ1ǂ) (increase(cilium_datapath_conntrack_gc_runs_total{status=\"uncompleted\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"}[ǂ9ǂ]))",
+        "expr": "sum by (ǂ0ǂ, ǂ1ǂ) (max without (prometheus_replica, replica) ((increase(cilium_datapath_conntrack_gc_runs_total{status=\"uncompleted\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"}[ǂ9ǂ]) and cilium_datapath_conntrack_gc_runs_total{status=\"uncompleted\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} offset ǂ9ǂ) or (cilium_datapath_conntrack_gc_runs_total{status=\"uncompleted\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} unless cilium_datapath_conntrack_gc_runs_total{status=\"uncompleted\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} offset ǂ9ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ2ǂ\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} offset ǂ9ǂ)))",
         "legendFormat": "{{ǂ0ǂ}} {{ǂ1ǂ}}",
         "datasource": {
          "type": "prometheus",
@@ -367,7 +367,7 @@
       "targets": [
        {
         "refId": "A",
-        "expr": "(sum by (ǂ0ǂ, ǂ1ǂ) (max_over_time(cilium_datapath_conntrack_gc_entries{status=\"deleted\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"}[ǂ10ǂ])) / on (ǂ0ǂ) group_left () clamp_min(quantile by (ǂ0ǂ) (0.5, sum by (ǂ0ǂ, ǂ1ǂ) (max_over_time(cilium_datapath_conntrack_gc_entries{status=\"deleted\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"}[ǂ10ǂ]))), ǂ11ǂ)) and on (ǂ0ǂ, ǂ1ǂ) (sum by (ǂ0ǂ, ǂ1ǂ) (max_over_time(cilium_datapath_conntrack_gc_entries{status=\"deleted\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"}[ǂ10ǂ])) >= ǂ12ǂ)",
+        "expr": "(sum by (ǂ0ǂ, ǂ1ǂ) (max without (prometheus_replica, replica) (max_over_time(cilium_datapath_conntrack_gc_entries{status=\"deleted\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"}[ǂ10ǂ]))) / on (ǂ0ǂ) group_left () clamp_min(quantile by (ǂ0ǂ) (0.5, sum by (ǂ0ǂ, ǂ1ǂ) (max without (prometheus_replica, replica) (max_over_time(cilium_datapath_conntrack_gc_entries{status=\"deleted\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"}[ǂ10ǂ])))), ǂ11ǂ)) and on (ǂ0ǂ, ǂ1ǂ) (sum by (ǂ0ǂ, ǂ1ǂ) (max without (prometheus_replica, replica) (max_over_time(cilium_datapath_conntrack_gc_entries{status=\"deleted\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"}[ǂ10ǂ]))) >= ǂ12ǂ)",
         "legendFormat": "{{ǂ0ǂ}} {{ǂ1ǂ}}",
         "datasource": {
          "type": "prometheus",
@@ -427,7 +427,7 @@
       "targets": [
        {
         "refId": "A",
-        "expr": "sum by (ǂ0ǂ, ǂ1ǂ, type) (rate(cilium_ipcache_errors_total{ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"}[ǂ13ǂ]))",
+        "expr": "sum by (ǂ0ǂ, ǂ1ǂ, type) (max without (prometheus_replica, replica) ((rate(cilium_ipcache_errors_total{ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"}[ǂ13ǂ]) and cilium_ipcache_errors_total{ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} offset ǂ13ǂ) or ((cilium_ipcache_errors_total{ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} unless cilium_ipcache_errors_total{ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} offset ǂ13ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ2ǂ\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} offset ǂ13ǂ)) / 600))",
         "legendFormat": "{{ǂ0ǂ}} {{ǂ1ǂ}} {{type}}",
         "datasource": {
          "type": "prometheus",
@@ -1150,7 +1150,7 @@
       "targets": [
        {
         "refId": "A",
-        "expr": "sum by (ǂ0ǂ) (increase(cilium_kvstore_quorum_errors_total{ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"}[ǂ23ǂ]))",
+        "expr": "sum by (ǂ0ǂ) (max without (prometheus_replica, replica) ((increase(cilium_kvstore_quorum_errors_total{ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"}[ǂ23ǂ]) and cilium_kvstore_quorum_errors_total{ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} offset ǂ23ǂ) or (cilium_kvstore_quorum_errors_total{ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} unless cilium_kvstore_quorum_errors_total{ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} offset ǂ23ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ2ǂ\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} offset ǂ23ǂ)))",
         "legendFormat": "{{ǂ0ǂ}}",
         "datasource": {
          "type": "prometheus",
@@ -1210,7 +1210,7 @@
       "targets": [
        {
         "refId": "A",
-        "expr": "sum by (ǂ0ǂ) (rate(cilium_kvstore_operations_duration_seconds_count{ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"}[ǂ24ǂ]))",
+        "expr": "sum by (ǂ0ǂ) (max without (prometheus_replica, replica) (rate(cilium_kvstore_operations_duration_seconds_count{ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"}[ǂ24ǂ])))",
         "legendFormat": "{{ǂ0ǂ}}",
         "datasource": {
          "type": "prometheus",
@@ -1330,7 +1330,7 @@
       "targets": [
        {
         "refId": "A",
-        "expr": "sum by (ǂ0ǂ) (increase(cilium_kvstore_sync_errors_total{ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"}[ǂ26ǂ]))",
+        "expr": "sum by (ǂ0ǂ) (max without (prometheus_replica, replica) ((increase(cilium_kvstore_sync_errors_total{ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"}[ǂ26ǂ]) and cilium_kvstore_sync_errors_total{ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} offset ǂ26ǂ) or (cilium_kvstore_sync_errors_total{ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} unless cilium_kvstore_sync_errors_total{ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} offset ǂ26ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ2ǂ\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} offset ǂ26ǂ)))",
         "legendFormat": "{{ǂ0ǂ}}",
         "datasource": {
          "type": "prometheus",
@@ -1659,7 +1659,7 @@
       "targets": [
        {
         "refId": "A",
-        "expr": "(sum by (ǂ0ǂ, operation) (rate(cilium_operator_ec2_api_duration_seconds_count{response_code=~\"503.*|429.*\", ǂ0ǂ=~\"$cluster\"}[ǂ31ǂ])) or sum by (ǂ0ǂ, operation) (rate(cilium_operator_azure_api_duration_seconds_count{response_code=~\"503.*|429.*\", ǂ0ǂ=~\"$cluster\"}[ǂ31ǂ])) or sum by (ǂ0ǂ, operation) (rate(cilium_operator_alibabacloud_api_duration_seconds_count{response_code=~\"503.*|429.*\", ǂ0ǂ=~\"$cluster\"}[ǂ31ǂ])))",
+        "expr": "(sum by (ǂ0ǂ, operation) (max without (prometheus_replica, replica) ((rate(cilium_operator_ec2_api_duration_seconds_count{response_code=~\"503.*|429.*\", ǂ0ǂ=~\"$cluster\"}[ǂ31ǂ]) and cilium_operator_ec2_api_duration_seconds_count{response_code=~\"503.*|429.*\", ǂ0ǂ=~\"$cluster\"} offset ǂ31ǂ) or ((cilium_operator_ec2_api_duration_seconds_count{response_code=~\"503.*|429.*\", ǂ0ǂ=~\"$cluster\"} unless cilium_operator_ec2_api_duration_seconds_count{response_code=~\"503.*|429.*\", ǂ0ǂ=~\"$cluster\"} offset ǂ31ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ3ǂ\", ǂ0ǂ=~\"$cluster\"} offset ǂ31ǂ)) / 300)) or sum by (ǂ0ǂ, operation) (max without (prometheus_replica, replica) ((rate(cilium_operator_azure_api_duration_seconds_count{response_code=~\"503.*|429.*\", ǂ0ǂ=~\"$cluster\"}[ǂ31ǂ]) and cilium_operator_azure_api_duration_seconds_count{response_code=~\"503.*|429.*\", ǂ0ǂ=~\"$cluster\"} offset ǂ31ǂ) or ((cilium_operator_azure_api_duration_seconds_count{response_code=~\"503.*|429.*\", ǂ0ǂ=~\"$cluster\"} unless cilium_operator_azure_api_duration_seconds_count{response_code=~\"503.*|429.*\", ǂ0ǂ=~\"$cluster\"} offset ǂ31ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ3ǂ\", ǂ0ǂ=~\"$cluster\"} offset ǂ31ǂ)) / 300)) or sum by (ǂ0ǂ, operation) (max without (prometheus_replica, replica) ((rate(cilium_operator_alibabacloud_api_duration_seconds_count{response_code=~\"503.*|429.*\", ǂ0ǂ=~\"$cluster\"}[ǂ31ǂ]) and cilium_operator_alibabacloud_api_duration_seconds_count{response_code=~\"503.*|429.*\", ǂ0ǂ=~\"$cluster\"} offset ǂ31ǂ) or ((cilium_operator_alibabacloud_api_duration_seconds_count{response_code=~\"503.*|429.*\", ǂ0ǂ=~\"$cluster\"} unless cilium_operator_alibabacloud_api_duration_seconds_count{response_code=~\"503.*|429.*\", ǂ0ǂ=~\"$cluster\"} offset ǂ31ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ3ǂ\", ǂ0ǂ=~\"$cluster\"} offset ǂ31ǂ)) / 300)))",
         "legendFormat": "{{ǂ0ǂ}} {{operation}}",
         "datasource": {
          "type": "prometheus",
@@ -1719,7 +1719,7 @@
       "targets": [
        {
         "refId": "A",
-        "expr": "(sum by (ǂ0ǂ) (rate(cilium_operator_ec2_api_duration_seconds_count{ǂ0ǂ=~\"$cluster\"}[ǂ32ǂ])) or sum by (ǂ0ǂ) (rate(cilium_operator_azure_api_duration_seconds_count{ǂ0ǂ=~\"$cluster\"}[ǂ32ǂ])) or sum by (ǂ0ǂ) (rate(cilium_operator_alibabacloud_api_duration_seconds_count{ǂ0ǂ=~\"$cluster\"}[ǂ32ǂ])))",
+        "expr": "(sum by (ǂ0ǂ) (max without (prometheus_replica, replica) (rate(cilium_operator_ec2_api_duration_seconds_count{ǂ0ǂ=~\"$cluster\"}[ǂ32ǂ]))) or sum by (ǂ0ǂ) (max without (prometheus_replica, replica) (rate(cilium_operator_azure_api_duration_seconds_count{ǂ0ǂ=~\"$cluster\"}[ǂ32ǂ]))) or sum by (ǂ0ǂ) (max without (prometheus_replica, replica) (rate(cilium_operator_alibabacloud_api_duration_seconds_count{ǂ0ǂ=~\"$cluster\"}[ǂ32ǂ]))))",
         "legendFormat": "{{ǂ0ǂ}}",
         "datasource": {
          "type": "prometheus",
@@ -2079,7 +2079,7 @@
       "targets": [
        {
         "refId": "A",
-        "expr": "(sum by (ǂ0ǂ, subnet_id, status) (increase(cilium_operator_ipam_allocation_duration_seconds_count{status=~\"unable.*\", ǂ0ǂ=~\"$cluster\"}[ǂ38ǂ])) or sum by (ǂ0ǂ, subnet_id, status) (increase(cilium_operator_ipam_interface_creation_ops{status=~\"unable.*\", ǂ0ǂ=~\"$cluster\"}[ǂ38ǂ])))",
+        "expr": "(sum by (ǂ0ǂ, subnet_id, status) (max without (prometheus_replica, replica) ((increase(cilium_operator_ipam_allocation_duration_seconds_count{status=~\"unable.*\", ǂ0ǂ=~\"$cluster\"}[ǂ38ǂ]) and cilium_operator_ipam_allocation_duration_seconds_count{status=~\"unable.*\", ǂ0ǂ=~\"$cluster\"} offset ǂ38ǂ) or (cilium_operator_ipam_allocation_duration_seconds_count{status=~\"unable.*\", ǂ0ǂ=~\"$cluster\"} unless cilium_operator_ipam_allocation_duration_seconds_count{status=~\"unable.*\", ǂ0ǂ=~\"$cluster\"} offset ǂ38ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ3ǂ\", ǂ0ǂ=~\"$cluster\"} offset ǂ38ǂ))) or sum by (ǂ0ǂ, subnet_id, status) (max without (prometheus_replica, replica) ((increase(cilium_operator_ipam_interface_creation_ops{status=~\"unable.*\", ǂ0ǂ=~\"$cluster\"}[ǂ38ǂ]) and cilium_operator_ipam_interface_creation_ops{status=~\"unable.*\", ǂ0ǂ=~\"$cluster\"} offset ǂ38ǂ) or (cilium_operator_ipam_interface_creation_ops{status=~\"unable.*\", ǂ0ǂ=~\"$cluster\"} unless cilium_operator_ipam_interface_creation_ops{status=~\"unable.*\", ǂ0ǂ=~\"$cluster\"} offset ǂ38ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ3ǂ\", ǂ0ǂ=~\"$cluster\"} offset ǂ38ǂ))))",
         "legendFormat": "{{ǂ0ǂ}} {{subnet_id}} {{status}}",
         "datasource": {
          "type": "prometheus",
@@ -2139,7 +2139,7 @@
       "targets": [
        {
         "refId": "A",
-        "expr": "sum by (ǂ0ǂ, subnet_id) (increase(cilium_operator_ipam_allocation_duration_seconds_count{status=\"failed\", type=\"allocateIP\", ǂ0ǂ=~\"$cluster\"}[ǂ39ǂ]))",
+        "expr": "sum by (ǂ0ǂ, subnet_id) (max without (prometheus_replica, replica) ((increase(cilium_operator_ipam_allocation_duration_seconds_count{status=\"failed\", type=\"allocateIP\", ǂ0ǂ=~\"$cluster\"}[ǂ39ǂ]) and cilium_operator_ipam_allocation_duration_seconds_count{status=\"failed\", type=\"allocateIP\", ǂ0ǂ=~\"$cluster\"} offset ǂ39ǂ) or (cilium_operator_ipam_allocation_duration_seconds_count{status=\"failed\", type=\"allocateIP\", ǂ0ǂ=~\"$cluster\"} unless cilium_operator_ipam_allocation_duration_seconds_count{status=\"failed\", type=\"allocateIP\", ǂ0ǂ=~\"$cluster\"} offset ǂ39ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ3ǂ\", ǂ0ǂ=~\"$cluster\"} offset ǂ39ǂ)))",
         "legendFormat": "{{ǂ0ǂ}} {{subnet_id}}",
         "datasource": {
          "type": "prometheus",
@@ -2410,7 +2410,7 @@
       "targets": [
        {
         "refId": "A",
-        "expr": "sum by (ǂ0ǂ, ǂ1ǂ) (changes(cilium_process_start_time_seconds{ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"}[ǂ43ǂ]))",
+        "expr": "sum by (ǂ0ǂ, ǂ1ǂ) (max without (prometheus_replica, replica) (changes(cilium_process_start_time_seconds{ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"}[ǂ43ǂ])))",
         "legendFormat": "{{ǂ0ǂ}} {{ǂ1ǂ}}",
         "datasource": {
          "type": "prometheus",
@@ -2470,7 +2470,7 @@
       "targets": [
        {
         "refId": "A",
-        "expr": "sum by (ǂ0ǂ) (changes(cilium_operator_process_start_time_seconds{ǂ0ǂ=~\"$cluster\"}[ǂ44ǂ]))",
+        "expr": "sum by (ǂ0ǂ) (max without (prometheus_replica, replica) (changes(cilium_operator_process_start_time_seconds{ǂ0ǂ=~\"$cluster\"}[ǂ44ǂ])))",
         "legendFormat": "{{ǂ0ǂ}}",
         "datasource": {
          "type": "prometheus",
@@ -2830,7 +2830,7 @@
       "targets": [
        {
         "refId": "A",
-        "expr": "sum by (ǂ0ǂ) (rate(cilium_operator_ces_sync_total{outcome=\"fail\", ǂ0ǂ=~\"$cluster\"}[ǂ50ǂ])) / clamp_min(sum by (ǂ0ǂ) (rate(cilium_operator_ces_sync_total{ǂ0ǂ=~\"$cluster\"}[ǂ50ǂ])), ǂ51ǂ)",
+        "expr": "sum by (ǂ0ǂ) (max without (prometheus_replica, replica) (rate(cilium_operator_ces_sync_total{outcome=\"fail\", ǂ0ǂ=~\"$cluster\"}[ǂ50ǂ]))) / clamp_min(sum by (ǂ0ǂ) (max without (prometheus_replica, replica) (rate(cilium_operator_ces_sync_total{ǂ0ǂ=~\"$cluster\"}[ǂ50ǂ]))), ǂ51ǂ)",
         "legendFormat": "{{ǂ0ǂ}}",
         "datasource": {
          "type": "prometheus",
@@ -2890,7 +2890,7 @@
       "targets": [
        {
         "refId": "A",
-        "expr": "sum by (ǂ0ǂ, ǂ1ǂ) (cilium_endpoint_state{endpoint_state=~\"waiting-for-identity|not-ready|invalid|restoring|disconnecting\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"})",
+        "expr": "sum by (ǂ0ǂ, ǂ1ǂ) (max without (prometheus_replica, replica) (cilium_endpoint_state{endpoint_state=~\"waiting-for-identity|not-ready|invalid|restoring|disconnecting\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"}))",
         "legendFormat": "{{ǂ0ǂ}} {{ǂ1ǂ}}",
         "datasource": {
          "type": "prometheus",
@@ -3010,7 +3010,7 @@
       "targets": [
        {
         "refId": "A",
-        "expr": "sum by (ǂ0ǂ) (increase(cilium_policy_change_total{outcome=\"fail\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"}[ǂ54ǂ]))",
+        "expr": "sum by (ǂ0ǂ) (max without (prometheus_replica, replica) ((increase(cilium_policy_change_total{outcome=\"fail\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"}[ǂ54ǂ]) and cilium_policy_change_total{outcome=\"fail\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} offset ǂ54ǂ) or (cilium_policy_change_total{outcome=\"fail\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} unless cilium_policy_change_total{outcome=\"fail\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} offset ǂ54ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ2ǂ\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} offset ǂ54ǂ)))",
         "legendFormat": "{{ǂ0ǂ}}",
         "datasource": {
          "type": "prometheus",
@@ -3130,7 +3130,7 @@
       "targets": [
        {
         "refId": "A",
-        "expr": "sum by (ǂ0ǂ, ǂ1ǂ) (increase(cilium_api_limiter_processed_requests_total{api_call=\"endpoint-create\", outcome!~\"success\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"}[ǂ56ǂ]))",
+        "expr": "sum by (ǂ0ǂ, ǂ1ǂ) (max without (prometheus_replica, replica) ((increase(cilium_api_limiter_processed_requests_total{api_call=\"endpoint-create\", outcome!~\"success\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"}[ǂ56ǂ]) and cilium_api_limiter_processed_requests_total{api_call=\"endpoint-create\", outcome!~\"success\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} offset ǂ56ǂ) or (cilium_api_limiter_processed_requests_total{api_call=\"endpoint-create\", outcome!~\"success\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} unless cilium_api_limiter_processed_requests_total{api_call=\"endpoint-create\", outcome!~\"success\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} offset ǂ56ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ2ǂ\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} offset ǂ56ǂ)))",
         "legendFormat": "{{ǂ0ǂ}} {{ǂ1ǂ}}",
         "datasource": {
          "type": "prometheus",
@@ -3412,7 +3412,7 @@
       "targets": [
        {
         "refId": "A",
-        "expr": "sum by (ǂ0ǂ, ǂ1ǂ, source) (rate(hubble_lost_events_total{ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"}[ǂ59ǂ]))",
+        "expr": "sum by (ǂ0ǂ, ǂ1ǂ, source) (max without (prometheus_replica, replica) ((rate(hubble_lost_events_total{ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"}[ǂ59ǂ]) and hubble_lost_events_total{ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} offset ǂ59ǂ) or ((hubble_lost_events_total{ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} unless hubble_lost_events_total{ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} offset ǂ59ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ4ǂ\", ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"} offset ǂ59ǂ)) / 600))",
         "legendFormat": "{{ǂ0ǂ}} {{ǂ1ǂ}} {{source}}",
         "datasource": {
          "type": "prometheus",
@@ -3472,7 +3472,7 @@
       "targets": [
        {
         "refId": "A",
-        "expr": "sum by (ǂ0ǂ, ǂ1ǂ) (increase(hubble_flows_processed_total{ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"}[ǂ60ǂ]))",
+        "expr": "sum by (ǂ0ǂ, ǂ1ǂ) (max without (prometheus_replica, replica) (increase(hubble_flows_processed_total{ǂ0ǂ=~\"$cluster\", ǂ1ǂ=~\"$node\"}[ǂ60ǂ])))",
         "legendFormat": "{{ǂ0ǂ}} {{ǂ1ǂ}}",
         "datasource": {
          "type": "prometheus",
@@ -3600,10 +3600,7 @@
     {
      "record": "ǂ0ǂ_ǂ1ǂ_map_name_operation:cilium_day2_bpf_map_ops_failing:rateǂ6ǂ",
      "expr": [
-      {
-       "leaf": "sum by (ǂ0ǂ, ǂ1ǂ, map_name, operation) (rate(cilium_bpf_map_ops_total{outcome=\"fail\"}[ǂ6ǂ]))",
-       "name": "ǂ0ǂ_ǂ1ǂ_map_name_operation:cilium_bpf_map_ops_total_fail:rateǂ6ǂ"
-      }
+      "sum by (ǂ0ǂ, ǂ1ǂ, map_name, operation) (max without (prometheus_replica, replica) ((rate(cilium_bpf_map_ops_total{outcome=\"fail\"}[ǂ6ǂ]) and cilium_bpf_map_ops_total{outcome=\"fail\"} offset ǂ6ǂ) or ((cilium_bpf_map_ops_total{outcome=\"fail\"} unless cilium_bpf_map_ops_total{outcome=\"fail\"} offset ǂ6ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ2ǂ\"} offset ǂ6ǂ)) / 300))"
      ]
     },
     {
@@ -3647,11 +3644,7 @@
     {
      "alert": "CiliumBpfMapOpsFailingSustained",
      "expr": [
-      {
-       "leaf": "sum by (ǂ0ǂ, ǂ1ǂ, map_name, operation) (increase(cilium_bpf_map_ops_total{outcome=\"fail\"}[ǂ7ǂ]))",
-       "name": "ǂ0ǂ_ǂ1ǂ_map_name_operation:cilium_bpf_map_ops_total_fail:increaseǂ7ǂ"
-      },
-      " > ǂ70ǂ"
+      "sum by (ǂ0ǂ, ǂ1ǂ, map_name, operation) (max without (prometheus_replica, replica) ((increase(cilium_bpf_map_ops_total{outcome=\"fail\"}[ǂ7ǂ]) and cilium_bpf_map_ops_total{outcome=\"fail\"} offset ǂ7ǂ) or (cilium_bpf_map_ops_total{outcome=\"fail\"} unless cilium_bpf_map_ops_total{outcome=\"fail\"} offset ǂ7ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ2ǂ\"} offset ǂ7ǂ))) > ǂ70ǂ"
      ],
      "labels": {
       "severity": "warning",
@@ -3673,10 +3666,7 @@
     {
      "record": "ǂ0ǂ_ǂ1ǂ_reason:cilium_day2_datapath_capacity_drops:rateǂ8ǂ",
      "expr": [
-      {
-       "leaf": "sum by (ǂ0ǂ, ǂ1ǂ, reason) (rate(cilium_drop_count_total{reason=~\"CT: Map insertion failed|No mapping for NAT masquerade|Failed to insert into proxymap\"}[ǂ8ǂ]))",
-       "name": null
-      }
+      "sum by (ǂ0ǂ, ǂ1ǂ, reason) (max without (prometheus_replica, replica) ((rate(cilium_drop_count_total{reason=~\"CT: Map insertion failed|No mapping for NAT masquerade|Failed to insert into proxymap\"}[ǂ8ǂ]) and cilium_drop_count_total{reason=~\"CT: Map insertion failed|No mapping for NAT masquerade|Failed to insert into proxymap\"} offset ǂ8ǂ) or ((cilium_drop_count_total{reason=~\"CT: Map insertion failed|No mapping for NAT masquerade|Failed to insert into proxymap\"} unless cilium_drop_count_total{reason=~\"CT: Map insertion failed|No mapping for NAT masquerade|Failed to insert into proxymap\"} offset ǂ8ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ2ǂ\"} offset ǂ8ǂ)) / 300))"
      ]
     },
     {
@@ -3720,10 +3710,7 @@
     {
      "record": "ǂ0ǂ_ǂ1ǂ:cilium_day2_conntrack_gc_incomplete:increaseǂ9ǂ",
      "expr": [
-      {
-       "leaf": "sum by (ǂ0ǂ, ǂ1ǂ) (increase(cilium_datapath_conntrack_gc_runs_total{status=\"uncompleted\"}[ǂ9ǂ]))",
-       "name": "ǂ0ǂ_ǂ1ǂ:cilium_datapath_conntrack_gc_runs_total_uncompleted:increaseǂ9ǂ"
-      }
+      "sum by (ǂ0ǂ, ǂ1ǂ) (max without (prometheus_replica, replica) ((increase(cilium_datapath_conntrack_gc_runs_total{status=\"uncompleted\"}[ǂ9ǂ]) and cilium_datapath_conntrack_gc_runs_total{status=\"uncompleted\"} offset ǂ9ǂ) or (cilium_datapath_conntrack_gc_runs_total{status=\"uncompleted\"} unless cilium_datapath_conntrack_gc_runs_total{status=\"uncompleted\"} offset ǂ9ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ2ǂ\"} offset ǂ9ǂ)))"
      ]
     },
     {
@@ -3769,17 +3756,17 @@
      "expr": [
       "(",
       {
-       "leaf": "sum by (ǂ0ǂ, ǂ1ǂ) (max_over_time(cilium_datapath_conntrack_gc_entries{status=\"deleted\"}[ǂ10ǂ]))",
+       "leaf": "sum by (ǂ0ǂ, ǂ1ǂ) (max without (prometheus_replica, replica) (max_over_time(cilium_datapath_conntrack_gc_entries{status=\"deleted\"}[ǂ10ǂ])))",
        "name": "ǂ0ǂ_ǂ1ǂ:cilium_datapath_conntrack_gc_entries_deleted:max_over_timeǂ10ǂ"
       },
       " / on (ǂ0ǂ) group_left () clamp_min(quantile by (ǂ0ǂ) (0.5, ",
       {
-       "leaf": "sum by (ǂ0ǂ, ǂ1ǂ) (max_over_time(cilium_datapath_conntrack_gc_entries{status=\"deleted\"}[ǂ10ǂ]))",
+       "leaf": "sum by (ǂ0ǂ, ǂ1ǂ) (max without (prometheus_replica, replica) (max_over_time(cilium_datapath_conntrack_gc_entries{status=\"deleted\"}[ǂ10ǂ])))",
        "name": "ǂ0ǂ_ǂ1ǂ:cilium_datapath_conntrack_gc_entries_deleted:max_over_timeǂ10ǂ"
       },
       "), ǂ11ǂ)) and on (ǂ0ǂ, ǂ1ǂ) (",
       {
-       "leaf": "sum by (ǂ0ǂ, ǂ1ǂ) (max_over_time(cilium_datapath_conntrack_gc_entries{status=\"deleted\"}[ǂ10ǂ]))",
+       "leaf": "sum by (ǂ0ǂ, ǂ1ǂ) (max without (prometheus_replica, replica) (max_over_time(cilium_datapath_conntrack_gc_entries{status=\"deleted\"}[ǂ10ǂ])))",
        "name": "ǂ0ǂ_ǂ1ǂ:cilium_datapath_conntrack_gc_entries_deleted:max_over_timeǂ10ǂ"
       },
       " >= ǂ12ǂ)"
@@ -3826,10 +3813,7 @@
     {
      "record": "ǂ0ǂ_ǂ1ǂ_type:cilium_day2_ipcache_errors:rateǂ13ǂ",
      "expr": [
-      {
-       "leaf": "sum by (ǂ0ǂ, ǂ1ǂ, type) (rate(cilium_ipcache_errors_total[ǂ13ǂ]))",
-       "name": "ǂ0ǂ_ǂ1ǂ_type:cilium_ipcache_errors_total:rateǂ13ǂ"
-      }
+      "sum by (ǂ0ǂ, ǂ1ǂ, type) (max without (prometheus_replica, replica) ((rate(cilium_ipcache_errors_total[ǂ13ǂ]) and cilium_ipcache_errors_total offset ǂ13ǂ) or ((cilium_ipcache_errors_total unless cilium_ipcache_errors_total offset ǂ13ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ2ǂ\"} offset ǂ13ǂ)) / 600))"
      ]
     },
     {
@@ -4251,10 +4235,7 @@
     {
      "record": "ǂ0ǂ:cilium_day2_kvstore_quorum_errors:increaseǂ23ǂ",
      "expr": [
-      {
-       "leaf": "sum by (ǂ0ǂ) (increase(cilium_kvstore_quorum_errors_total[ǂ23ǂ]))",
-       "name": "ǂ0ǂ:cilium_kvstore_quorum_errors_total:increaseǂ23ǂ"
-      }
+      "sum by (ǂ0ǂ) (max without (prometheus_replica, replica) ((increase(cilium_kvstore_quorum_errors_total[ǂ23ǂ]) and cilium_kvstore_quorum_errors_total offset ǂ23ǂ) or (cilium_kvstore_quorum_errors_total unless cilium_kvstore_quorum_errors_total offset ǂ23ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ2ǂ\"} offset ǂ23ǂ)))"
      ]
     },
     {
@@ -4299,7 +4280,7 @@
      "record": "ǂ0ǂ:cilium_day2_kvstore_qps:rateǂ24ǂ",
      "expr": [
       {
-       "leaf": "sum by (ǂ0ǂ) (rate(cilium_kvstore_operations_duration_seconds_count[ǂ24ǂ]))",
+       "leaf": "sum by (ǂ0ǂ) (max without (prometheus_replica, replica) (rate(cilium_kvstore_operations_duration_seconds_count[ǂ24ǂ])))",
        "name": "ǂ0ǂ:cilium_kvstore_operations_duration_seconds_count:rateǂ24ǂ"
       }
      ]
@@ -4401,10 +4382,7 @@
     {
      "record": "ǂ0ǂ:cilium_day2_kvstore_sync_errors:increaseǂ26ǂ",
      "expr": [
-      {
-       "leaf": "sum by (ǂ0ǂ) (increase(cilium_kvstore_sync_errors_total[ǂ26ǂ]))",
-       "name": "ǂ0ǂ:cilium_kvstore_sync_errors_total:increaseǂ26ǂ"
-      }
+      "sum by (ǂ0ǂ) (max without (prometheus_replica, replica) ((increase(cilium_kvstore_sync_errors_total[ǂ26ǂ]) and cilium_kvstore_sync_errors_total offset ǂ26ǂ) or (cilium_kvstore_sync_errors_total unless cilium_kvstore_sync_errors_total offset ǂ26ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ2ǂ\"} offset ǂ26ǂ)))"
      ]
     },
     {
@@ -4613,22 +4591,7 @@
     {
      "record": "ǂ0ǂ_operation:cilium_day2_cloud_api_throttled:rateǂ31ǂ",
      "expr": [
-      "(",
-      {
-       "leaf": "sum by (ǂ0ǂ, operation) (rate(cilium_operator_ec2_api_duration_seconds_count{response_code=~\"503.*|429.*\"}[ǂ31ǂ]))",
-       "name": null
-      },
-      " or ",
-      {
-       "leaf": "sum by (ǂ0ǂ, operation) (rate(cilium_operator_azure_api_duration_seconds_count{response_code=~\"503.*|429.*\"}[ǂ31ǂ]))",
-       "name": null
-      },
-      " or ",
-      {
-       "leaf": "sum by (ǂ0ǂ, operation) (rate(cilium_operator_alibabacloud_api_duration_seconds_count{response_code=~\"503.*|429.*\"}[ǂ31ǂ]))",
-       "name": null
-      },
-      ")"
+      "(sum by (ǂ0ǂ, operation) (max without (prometheus_replica, replica) ((rate(cilium_operator_ec2_api_duration_seconds_count{response_code=~\"503.*|429.*\"}[ǂ31ǂ]) and cilium_operator_ec2_api_duration_seconds_count{response_code=~\"503.*|429.*\"} offset ǂ31ǂ) or ((cilium_operator_ec2_api_duration_seconds_count{response_code=~\"503.*|429.*\"} unless cilium_operator_ec2_api_duration_seconds_count{response_code=~\"503.*|429.*\"} offset ǂ31ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ3ǂ\"} offset ǂ31ǂ)) / 300)) or sum by (ǂ0ǂ, operation) (max without (prometheus_replica, replica) ((rate(cilium_operator_azure_api_duration_seconds_count{response_code=~\"503.*|429.*\"}[ǂ31ǂ]) and cilium_operator_azure_api_duration_seconds_count{response_code=~\"503.*|429.*\"} offset ǂ31ǂ) or ((cilium_operator_azure_api_duration_seconds_count{response_code=~\"503.*|429.*\"} unless cilium_operator_azure_api_duration_seconds_count{response_code=~\"503.*|429.*\"} offset ǂ31ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ3ǂ\"} offset ǂ31ǂ)) / 300)) or sum by (ǂ0ǂ, operation) (max without (prometheus_replica, replica) ((rate(cilium_operator_alibabacloud_api_duration_seconds_count{response_code=~\"503.*|429.*\"}[ǂ31ǂ]) and cilium_operator_alibabacloud_api_duration_seconds_count{response_code=~\"503.*|429.*\"} offset ǂ31ǂ) or ((cilium_operator_alibabacloud_api_duration_seconds_count{response_code=~\"503.*|429.*\"} unless cilium_operator_alibabacloud_api_duration_seconds_count{response_code=~\"503.*|429.*\"} offset ǂ31ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ3ǂ\"} offset ǂ31ǂ)) / 300)))"
      ]
     },
     {
@@ -4674,17 +4637,17 @@
      "expr": [
       "(",
       {
-       "leaf": "sum by (ǂ0ǂ) (rate(cilium_operator_ec2_api_duration_seconds_count[ǂ32ǂ]))",
+       "leaf": "sum by (ǂ0ǂ) (max without (prometheus_replica, replica) (rate(cilium_operator_ec2_api_duration_seconds_count[ǂ32ǂ])))",
        "name": "ǂ0ǂ:cilium_operator_ec2_api_duration_seconds_count:rateǂ32ǂ"
       },
       " or ",
       {
-       "leaf": "sum by (ǂ0ǂ) (rate(cilium_operator_azure_api_duration_seconds_count[ǂ32ǂ]))",
+       "leaf": "sum by (ǂ0ǂ) (max without (prometheus_replica, replica) (rate(cilium_operator_azure_api_duration_seconds_count[ǂ32ǂ])))",
        "name": "ǂ0ǂ:cilium_operator_azure_api_duration_seconds_count:rateǂ32ǂ"
       },
       " or ",
       {
-       "leaf": "sum by (ǂ0ǂ) (rate(cilium_operator_alibabacloud_api_duration_seconds_count[ǂ32ǂ]))",
+       "leaf": "sum by (ǂ0ǂ) (max without (prometheus_replica, replica) (rate(cilium_operator_alibabacloud_api_duration_seconds_count[ǂ32ǂ])))",
        "name": "ǂ0ǂ:cilium_operator_alibabacloud_api_duration_seconds_count:rateǂ32ǂ"
       },
       ")"
@@ -5013,6 +4976,12 @@
   "ipam_subnet_exhaustion": {
    "rules": [
     {
+     "record": "ǂ0ǂ_subnet_id:cilium_day2_ipam_subnet_exhaustion:seen",
+     "expr": [
+      "group by (ǂ0ǂ, subnet_id) (cilium_operator_ipam_ip_allocation_ops or cilium_operator_ipam_allocation_duration_seconds_count or cilium_operator_ipam_interface_creation_ops or cilium_operator_ipam_allocation_ops)"
+     ]
+    },
+    {
      "record": "ǂ0ǂ_subnet_id_availability_zone:cilium_day2_ipam_subnet_exhaustion:value",
      "expr": [
       "min by (ǂ0ǂ, subnet_id, availability_zone) (cilium_operator_ipam_available_ips_per_subnet)"
@@ -5021,7 +4990,7 @@
     {
      "alert": "CiliumIpamSubnetExhaustion",
      "expr": [
-      "ǂ0ǂ_subnet_id_availability_zone:cilium_day2_ipam_subnet_exhaustion:value < ǂ172ǂ"
+      "(ǂ0ǂ_subnet_id_availability_zone:cilium_day2_ipam_subnet_exhaustion:value < ǂ172ǂ) and on (ǂ0ǂ, subnet_id) max_over_time(ǂ0ǂ_subnet_id:cilium_day2_ipam_subnet_exhaustion:seen[24h])"
      ],
      "labels": {
       "severity": "warning",
@@ -5037,7 +5006,7 @@
     {
      "alert": "CiliumIpamSubnetExhaustion",
      "expr": [
-      "ǂ0ǂ_subnet_id_availability_zone:cilium_day2_ipam_subnet_exhaustion:value < ǂ174ǂ"
+      "(ǂ0ǂ_subnet_id_availability_zone:cilium_day2_ipam_subnet_exhaustion:value < ǂ174ǂ) and on (ǂ0ǂ, subnet_id) max_over_time(ǂ0ǂ_subnet_id:cilium_day2_ipam_subnet_exhaustion:seen[24h])"
      ],
      "labels": {
       "severity": "critical",
@@ -5059,17 +5028,7 @@
     {
      "record": "ǂ0ǂ_subnet_id_status:cilium_day2_ipam_interface_creation_failures:increaseǂ38ǂ",
      "expr": [
-      "(",
-      {
-       "leaf": "sum by (ǂ0ǂ, subnet_id, status) (increase(cilium_operator_ipam_allocation_duration_seconds_count{status=~\"unable.*\"}[ǂ38ǂ]))",
-       "name": null
-      },
-      " or ",
-      {
-       "leaf": "sum by (ǂ0ǂ, subnet_id, status) (increase(cilium_operator_ipam_interface_creation_ops{status=~\"unable.*\"}[ǂ38ǂ]))",
-       "name": null
-      },
-      ")"
+      "(sum by (ǂ0ǂ, subnet_id, status) (max without (prometheus_replica, replica) ((increase(cilium_operator_ipam_allocation_duration_seconds_count{status=~\"unable.*\"}[ǂ38ǂ]) and cilium_operator_ipam_allocation_duration_seconds_count{status=~\"unable.*\"} offset ǂ38ǂ) or (cilium_operator_ipam_allocation_duration_seconds_count{status=~\"unable.*\"} unless cilium_operator_ipam_allocation_duration_seconds_count{status=~\"unable.*\"} offset ǂ38ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ3ǂ\"} offset ǂ38ǂ))) or sum by (ǂ0ǂ, subnet_id, status) (max without (prometheus_replica, replica) ((increase(cilium_operator_ipam_interface_creation_ops{status=~\"unable.*\"}[ǂ38ǂ]) and cilium_operator_ipam_interface_creation_ops{status=~\"unable.*\"} offset ǂ38ǂ) or (cilium_operator_ipam_interface_creation_ops{status=~\"unable.*\"} unless cilium_operator_ipam_interface_creation_ops{status=~\"unable.*\"} offset ǂ38ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ3ǂ\"} offset ǂ38ǂ))))"
      ]
     },
     {
@@ -5113,10 +5072,7 @@
     {
      "record": "ǂ0ǂ_subnet_id:cilium_day2_ipam_ip_allocation_failures:increaseǂ39ǂ",
      "expr": [
-      {
-       "leaf": "sum by (ǂ0ǂ, subnet_id) (increase(cilium_operator_ipam_allocation_duration_seconds_count{status=\"failed\", type=\"allocateIP\"}[ǂ39ǂ]))",
-       "name": "ǂ0ǂ_subnet_id:cilium_operator_ipam_allocation_duration_seconds_count_failed_allocateip:increaseǂ39ǂ"
-      }
+      "sum by (ǂ0ǂ, subnet_id) (max without (prometheus_replica, replica) ((increase(cilium_operator_ipam_allocation_duration_seconds_count{status=\"failed\", type=\"allocateIP\"}[ǂ39ǂ]) and cilium_operator_ipam_allocation_duration_seconds_count{status=\"failed\", type=\"allocateIP\"} offset ǂ39ǂ) or (cilium_operator_ipam_allocation_duration_seconds_count{status=\"failed\", type=\"allocateIP\"} unless cilium_operator_ipam_allocation_duration_seconds_count{status=\"failed\", type=\"allocateIP\"} offset ǂ39ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ3ǂ\"} offset ǂ39ǂ)))"
      ]
     },
     {
@@ -5261,7 +5217,7 @@
      "record": "ǂ0ǂ_ǂ1ǂ:cilium_day2_agent_restarts:changesǂ43ǂ",
      "expr": [
       {
-       "leaf": "sum by (ǂ0ǂ, ǂ1ǂ) (changes(cilium_process_start_time_seconds[ǂ43ǂ]))",
+       "leaf": "sum by (ǂ0ǂ, ǂ1ǂ) (max without (prometheus_replica, replica) (changes(cilium_process_start_time_seconds[ǂ43ǂ])))",
        "name": "ǂ0ǂ_ǂ1ǂ:cilium_process_start_time_seconds:changesǂ43ǂ"
       }
      ]
@@ -5308,7 +5264,7 @@
      "record": "ǂ0ǂ:cilium_day2_operator_restarts:changesǂ44ǂ",
      "expr": [
       {
-       "leaf": "sum by (ǂ0ǂ) (changes(cilium_operator_process_start_time_seconds[ǂ44ǂ]))",
+       "leaf": "sum by (ǂ0ǂ) (max without (prometheus_replica, replica) (changes(cilium_operator_process_start_time_seconds[ǂ44ǂ])))",
        "name": "ǂ0ǂ:cilium_operator_process_start_time_seconds:changesǂ44ǂ"
       }
      ]
@@ -5575,12 +5531,12 @@
      "record": "ǂ0ǂ:cilium_day2_ces_sync_failing:ratioǂ50ǂ",
      "expr": [
       {
-       "leaf": "sum by (ǂ0ǂ) (rate(cilium_operator_ces_sync_total{outcome=\"fail\"}[ǂ50ǂ]))",
+       "leaf": "sum by (ǂ0ǂ) (max without (prometheus_replica, replica) (rate(cilium_operator_ces_sync_total{outcome=\"fail\"}[ǂ50ǂ])))",
        "name": "ǂ0ǂ:cilium_operator_ces_sync_total_fail:rateǂ50ǂ"
       },
       " / clamp_min(",
       {
-       "leaf": "sum by (ǂ0ǂ) (rate(cilium_operator_ces_sync_total[ǂ50ǂ]))",
+       "leaf": "sum by (ǂ0ǂ) (max without (prometheus_replica, replica) (rate(cilium_operator_ces_sync_total[ǂ50ǂ])))",
        "name": "ǂ0ǂ:cilium_operator_ces_sync_total:rateǂ50ǂ"
       },
       ", ǂ51ǂ)"
@@ -5627,7 +5583,7 @@
     {
      "record": "ǂ0ǂ_ǂ1ǂ:cilium_day2_endpoints_unhealthy:value",
      "expr": [
-      "sum by (ǂ0ǂ, ǂ1ǂ) (cilium_endpoint_state{endpoint_state=~\"waiting-for-identity|not-ready|invalid|restoring|disconnecting\"})"
+      "sum by (ǂ0ǂ, ǂ1ǂ) (max without (prometheus_replica, replica) (cilium_endpoint_state{endpoint_state=~\"waiting-for-identity|not-ready|invalid|restoring|disconnecting\"}))"
      ]
     },
     {
@@ -5723,10 +5679,7 @@
     {
      "record": "ǂ0ǂ:cilium_day2_policy_change_failing:increaseǂ54ǂ",
      "expr": [
-      {
-       "leaf": "sum by (ǂ0ǂ) (increase(cilium_policy_change_total{outcome=\"fail\"}[ǂ54ǂ]))",
-       "name": "ǂ0ǂ:cilium_policy_change_total_fail:increaseǂ54ǂ"
-      }
+      "sum by (ǂ0ǂ) (max without (prometheus_replica, replica) ((increase(cilium_policy_change_total{outcome=\"fail\"}[ǂ54ǂ]) and cilium_policy_change_total{outcome=\"fail\"} offset ǂ54ǂ) or (cilium_policy_change_total{outcome=\"fail\"} unless cilium_policy_change_total{outcome=\"fail\"} offset ǂ54ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ2ǂ\"} offset ǂ54ǂ)))"
      ]
     },
     {
@@ -5826,10 +5779,7 @@
     {
      "record": "ǂ0ǂ_ǂ1ǂ:cilium_day2_api_limiter_endpoint_create:increaseǂ56ǂ",
      "expr": [
-      {
-       "leaf": "sum by (ǂ0ǂ, ǂ1ǂ) (increase(cilium_api_limiter_processed_requests_total{api_call=\"endpoint-create\", outcome!~\"success\"}[ǂ56ǂ]))",
-       "name": null
-      }
+      "sum by (ǂ0ǂ, ǂ1ǂ) (max without (prometheus_replica, replica) ((increase(cilium_api_limiter_processed_requests_total{api_call=\"endpoint-create\", outcome!~\"success\"}[ǂ56ǂ]) and cilium_api_limiter_processed_requests_total{api_call=\"endpoint-create\", outcome!~\"success\"} offset ǂ56ǂ) or (cilium_api_limiter_processed_requests_total{api_call=\"endpoint-create\", outcome!~\"success\"} unless cilium_api_limiter_processed_requests_total{api_call=\"endpoint-create\", outcome!~\"success\"} offset ǂ56ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ2ǂ\"} offset ǂ56ǂ)))"
      ]
     },
     {
@@ -5947,10 +5897,7 @@
     {
      "record": "ǂ0ǂ_ǂ1ǂ_source:cilium_day2_hubble_lost_events:rateǂ59ǂ",
      "expr": [
-      {
-       "leaf": "sum by (ǂ0ǂ, ǂ1ǂ, source) (rate(hubble_lost_events_total[ǂ59ǂ]))",
-       "name": "ǂ0ǂ_ǂ1ǂ_source:hubble_lost_events_total:rateǂ59ǂ"
-      }
+      "sum by (ǂ0ǂ, ǂ1ǂ, source) (max without (prometheus_replica, replica) ((rate(hubble_lost_events_total[ǂ59ǂ]) and hubble_lost_events_total offset ǂ59ǂ) or ((hubble_lost_events_total unless hubble_lost_events_total offset ǂ59ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ4ǂ\"} offset ǂ59ǂ)) / 600))"
      ]
     },
     {
@@ -5996,10 +5943,10 @@
      "expr": [
       "(",
       {
-       "leaf": "sum by (ǂ0ǂ, ǂ1ǂ) (increase(hubble_flows_processed_total[ǂ60ǂ]))",
+       "leaf": "sum by (ǂ0ǂ, ǂ1ǂ) (max without (prometheus_replica, replica) (increase(hubble_flows_processed_total[ǂ60ǂ])))",
        "name": "ǂ0ǂ_ǂ1ǂ:hubble_flows_processed_total:increaseǂ60ǂ"
       },
-      " < ǂ254ǂ) and on (ǂ0ǂ, ǂ1ǂ) (max by (ǂ0ǂ, ǂ1ǂ) (up{job=~\"ǂ2ǂ\"}) == 1)"
+      " < ǂ254ǂ) and on (ǂ0ǂ, ǂ1ǂ) (max by (ǂ0ǂ, ǂ1ǂ) (up{job=~\"ǂ4ǂ\"}) == 1)"
      ],
      "labels": {
       "severity": "critical",
@@ -6064,7 +6011,7 @@
    {
     "alert": "CiliumAgentAbsent",
     "expr": [
-     "(ǂ0ǂ:cilium_day2_operator_targets:count or ǂ0ǂ:cilium_day2_hubble_targets:count or max_over_time(ǂ0ǂ:cilium_day2_agent_targets:count[1h])) unless on (ǂ0ǂ) ǂ0ǂ:cilium_day2_agent_targets:count or on () absent(up{job=~\"ǂ2ǂ\"})"
+     "(ǂ0ǂ:cilium_day2_operator_targets:count or ǂ0ǂ:cilium_day2_hubble_targets:count or max_over_time(ǂ0ǂ:cilium_day2_agent_targets:count[25h])) unless on (ǂ0ǂ) ǂ0ǂ:cilium_day2_agent_targets:count or on () absent(up{job=~\"ǂ2ǂ\"})"
     ],
     "labels": {
      "severity": "critical",
@@ -6073,14 +6020,14 @@
     },
     "annotations": {
      "summary": "No cilium-agent scrape target in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-     "description": "Cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} has no cilium-agent scrape target (job=~\"ǂ2ǂ\"), though its operator or Hubble targets are scraped, or agents were within 1h, or this Prometheus scrapes no agent at all. Without a target there is no `up` series, so `CiliumAgentDown` cannot fire: the deployment was scaled to zero, the ServiceMonitor or scrape job no longer matches, or the job was renamed (settings.agent_job). The agent's metrics endpoint cannot be scraped. The agent may be crash-looping, stuck or unreachable; its node keeps the last programmed datapath but gets no updates.",
+     "description": "Cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} has no cilium-agent scrape target (job=~\"ǂ2ǂ\"), though its operator or Hubble targets are scraped, or agents were within 25h, or this Prometheus scrapes no agent at all. Without a target there is no `up` series, so `CiliumAgentDown` cannot fire: the deployment was scaled to zero, the ServiceMonitor or scrape job no longer matches, or the job was renamed (settings.agent_job, settings.agent_selector). The agent's metrics endpoint cannot be scraped. The agent may be crash-looping, stuck or unreachable; its node keeps the last programmed datapath but gets no updates.",
      "runbook": "Check the cilium pod on the node (`kubectl -n kube-system get pod -o wide | grep <node>`), its restarts and its last log lines. A deadlocked agent fails its health checks: the article saw a kvstore problem cause exactly that, so check the kvstore signals too."
     }
    },
    {
     "alert": "CiliumOperatorAbsent",
     "expr": [
-     "(ǂ0ǂ:cilium_day2_agent_targets:count or max_over_time(ǂ0ǂ:cilium_day2_operator_targets:count[1h])) unless on (ǂ0ǂ) ǂ0ǂ:cilium_day2_operator_targets:count or on () absent(up{job=~\"ǂ3ǂ\"})"
+     "(ǂ0ǂ:cilium_day2_agent_targets:count or max_over_time(ǂ0ǂ:cilium_day2_operator_targets:count[25h])) unless on (ǂ0ǂ) ǂ0ǂ:cilium_day2_operator_targets:count or on () absent(up{job=~\"ǂ3ǂ\"})"
     ],
     "labels": {
      "severity": "critical",
@@ -6089,14 +6036,14 @@
     },
     "annotations": {
      "summary": "No cilium-operator scrape target in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-     "description": "Cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} has no cilium-operator scrape target (job=~\"ǂ3ǂ\"), though its agents are scraped, or an operator was within 1h, or this Prometheus scrapes no operator at all. Without a target there is no `up` series, so `CiliumOperatorDown` cannot fire: the deployment was scaled to zero, the ServiceMonitor or scrape job no longer matches, or the job was renamed (settings.operator_job). No operator replica of the cluster can be scraped. IPAM, identity garbage collection and CRD housekeeping stop; new nodes get no IPs in ENI/Azure/Alibaba Cloud modes.",
+     "description": "Cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} has no cilium-operator scrape target (job=~\"ǂ3ǂ\"), though its agents are scraped, or an operator was within 25h, or this Prometheus scrapes no operator at all. Without a target there is no `up` series, so `CiliumOperatorDown` cannot fire: the deployment was scaled to zero, the ServiceMonitor or scrape job no longer matches, or the job was renamed (settings.operator_job, settings.operator_selector). No operator replica of the cluster can be scraped. IPAM, identity garbage collection and CRD housekeeping stop; new nodes get no IPs in ENI/Azure/Alibaba Cloud modes.",
      "runbook": "Check the operator deployment, its pods' restarts and logs, and its leader-election lease."
     }
    },
    {
     "alert": "CiliumHubbleMetricsAbsent",
     "expr": [
-     "(max_over_time(ǂ0ǂ:cilium_day2_hubble_targets:count[1h])) unless on (ǂ0ǂ) ǂ0ǂ:cilium_day2_hubble_targets:count"
+     "(max_over_time(ǂ0ǂ:cilium_day2_hubble_targets:count[25h])) unless on (ǂ0ǂ) ǂ0ǂ:cilium_day2_hubble_targets:count"
     ],
     "labels": {
      "severity": "critical",
@@ -6105,7 +6052,7 @@
     },
     "annotations": {
      "summary": "No Hubble metrics scrape target in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-     "description": "Cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} has no Hubble metrics scrape target (job=~\"ǂ4ǂ\"), though Hubble metrics were scraped within 1h (they are optional: a cluster that never had them does not alert). Without a target there is no `up` series, so `CiliumHubbleMetricsDown` cannot fire: the deployment was scaled to zero, the ServiceMonitor or scrape job no longer matches, or the job was renamed (settings.hubble_job). Hubble's metrics endpoint on this node cannot be scraped: flow visibility for the node is gone, and the flow signals above cannot see anything.",
+     "description": "Cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} has no Hubble metrics scrape target (job=~\"ǂ4ǂ\"), though Hubble metrics were scraped within 25h (they are optional: a cluster that never had them does not alert). Without a target there is no `up` series, so `CiliumHubbleMetricsDown` cannot fire: the deployment was scaled to zero, the ServiceMonitor or scrape job no longer matches, or the job was renamed (settings.hubble_job, settings.hubble_selector). Hubble's metrics endpoint on this node cannot be scraped: flow visibility for the node is gone, and the flow signals above cannot see anything.",
      "runbook": "Check that Hubble is enabled and healthy in `cilium-dbg status`, and that port 9965 is reachable from the scraper (network policy, host firewall)."
     }
    }

@@ -107,14 +107,19 @@ PAGES = {
     "/c1/n1": [(f'cilium_drop_count_total{{reason="{CT}",direction="EGRESS"}}', 10, True),
                (f'cilium_drop_count_total{{reason="{NAT}",direction="EGRESS"}}', 0.5, True)],
     "/c1/n2": [(f'cilium_drop_count_total{{reason="{CT}",direction="EGRESS"}}', 0.5, True)],
-    # subnet-a is critical (10 free), subnet-b warning (100 free).
+    # subnet-a is critical (10 free), subnet-b warning (100 free); Cilium allocates from both
+    # (a subnet without allocations is not watched), not from the small transit subnet.
     "/c1/operator": [('cilium_operator_ipam_available_ips_per_subnet{subnet_id="subnet-a",availability_zone="az1"}', 10, False),
-                     ('cilium_operator_ipam_available_ips_per_subnet{subnet_id="subnet-b",availability_zone="az2"}', 100, False)],
+                     ('cilium_operator_ipam_available_ips_per_subnet{subnet_id="subnet-b",availability_zone="az2"}', 100, False),
+                     ('cilium_operator_ipam_available_ips_per_subnet{subnet_id="subnet-transit",availability_zone="az1"}', 4, False),
+                     ('cilium_operator_ipam_ip_allocation_ops{subnet_id="subnet-a"}', 2, True),
+                     ('cilium_operator_ipam_ip_allocation_ops{subnet_id="subnet-b"}', 2, True)],
     # A cluster that its Prometheus names only in `external_labels` (no cluster label on targets).
     # Its node n9 also drops on CT at the warning rate: the critical of cluster c1 must not hide it.
     "/ext/n9": [('cilium_bpf_map_pressure{map_name="ct4_global"}', 0.97, False),
                 (f'cilium_drop_count_total{{reason="{CT}",direction="EGRESS"}}', 0.5, True)],
-    "/ext/operator": [('cilium_operator_ipam_available_ips_per_subnet{subnet_id="subnet-z",availability_zone="az1"}', 500, False)],
+    "/ext/operator": [('cilium_operator_ipam_available_ips_per_subnet{subnet_id="subnet-z",availability_zone="az1"}', 500, False),
+                      ('cilium_operator_ipam_ip_allocation_ops{subnet_id="subnet-z"}', 1, True)],
 }
 TARGETS = [("cilium-agent", "/c1/n1", {"cluster": "c1", "node": "n1"}),
            ("cilium-agent", "/c1/n2", {"cluster": "c1", "node": "n2"}),

@@ -123,9 +123,18 @@ def test_conf_example_documents_every_option_and_is_a_valid_configuration():
     assert build_scraper_configs(instance)
 
 
+def _short_image_name(image: str) -> str:
+    """Autodiscovery's short image name: the last path part, without tag or digest."""
+    return image.split("@")[0].rsplit("/", 1)[-1].split(":")[0]
+
+
 def test_auto_conf_schedules_the_agent_and_is_valid():
     conf = yaml.safe_load((ROOT / "datadog_checks" / "cilium_day2" / "data" / "auto_conf.yaml").read_text())
-    assert "cilium-agent" in conf["ad_identifiers"]
+    # The stock agent container of Cilium's chart runs this image; the operator and Envoy do not.
+    agent_image = "quay.io/cilium/cilium:v1.18.2@sha256:858f807ea4e20e85e3ea3240a762e1f4b29f1cb5bbd0463b8aa77e7b097c0667"
+    others = ["quay.io/cilium/operator-generic:v1.18.2", "quay.io/cilium/cilium-envoy:v1.34.4", "quay.io/cilium/hubble-relay:v1.18.2"]
+    assert _short_image_name(agent_image) in conf["ad_identifiers"]
+    assert not {_short_image_name(i) for i in others} & set(conf["ad_identifiers"])
     (instance,) = conf["instances"]
     assert ":9962/" in instance["agent_endpoint"]
     instance = {k: v.replace("%%host%%", "10.0.0.7") if isinstance(v, str) else v for k, v in instance.items()}

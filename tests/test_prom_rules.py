@@ -162,7 +162,12 @@ def test_every_aggregation_is_by_explicit_labels_keeping_the_cluster_label():
     catalog = load_catalog({"settings": {"cluster_label": "k8s_cluster", "node_label": "kubernetes_node"}})
     text = prometheus.render(catalog)[prometheus.RULES_FILE]
     exprs = [r["expr"] for g in yaml.safe_load(text)["groups"] for r in g["rules"]]
+    copies = f"max without ({', '.join(catalog.settings.replica_labels)}) ("
     for expr in exprs:
+        # The only `without`: one copy of an HA pair, dropping nothing but the replica labels,
+        # always inside an explicit `by` aggregation.
+        assert all(re.search(r"\bby \([^)]*\) \($", part) for part in expr.split(copies)[:-1]), expr
+        expr = expr.replace(copies, "(")
         assert " without " not in expr and "without(" not in expr
         for by in re.findall(r"\bby \(([^)]*)\)", expr):
             assert "k8s_cluster" in by.split(", "), expr
@@ -208,6 +213,8 @@ def test_every_family_the_rules_use_is_mapped_by_the_check():
     for signal in catalog.signals:
         for sel in signal.query.selectors():
             used |= {_strip(f) for f in sel.families(catalog.settings.cloud_apis)}
+        if signal.query.only_if_seen:
+            used |= {_strip(f) for f in signal.query.only_if_seen.metrics}
     text = prometheus.render(catalog)[prometheus.RULES_FILE]
     from_text = {_strip(f) for g in yaml.safe_load(text)["groups"] for r in g["rules"] for f in _families(r["expr"])}
     assert from_text - SYNTHETIC <= used | SYNTHETIC

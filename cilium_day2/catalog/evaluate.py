@@ -35,7 +35,9 @@ from typing import Dict, List, Optional, Sequence
 
 __all__ = ["OK", "WARNING", "CRITICAL", "NO_DATA", "Finding", "Group", "Snapshot", "evaluate_catalog", "overall"]
 
-from .query import Changes, Delta, Evaluator, Increase, Quantile, Rate, Snapshot, Up, breaches, iter_nodes, iter_selectors
+from .query import (
+    Changes, Delta, Evaluator, Increase, Quantile, Rate, Snapshot, Up, breaches, iter_nodes, iter_selectors, only_seen,
+)
 
 OK = "OK"
 WARNING = "WARNING"
@@ -146,6 +148,8 @@ class SignalEvaluator:
         if signal.query.only_if_up:
             up = ev.evaluate(Up(signal.query.only_if_up), by)
             result = {k: v for k, v in result.items() if up.get(k, 0) >= 1}
+        if signal.query.only_if_seen:
+            result = only_seen(signal.query.only_if_seen, self.snapshots, result)
         result = {k: v for k, v in result.items() if math.isfinite(v)}
         if short and result:
             statuses = {severity_of(signal, v) for v in result.values()}

@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Tuple
 
 from ..errors import CatalogError
 from .buckets import check_quantile_threshold
-from .query import Outlier, Quantile, Ratio, RootQuery, parse_root
+from .query import Outlier, Quantile, Ratio, RootQuery, parse_root, with_born_default
 
 AREAS = ("datapath", "identity", "kvstore", "cloud_ipam", "control_plane", "hubble")
 COMPONENTS = ("agent", "operator", "hubble")
@@ -106,6 +106,19 @@ class Settings:
     agent_job: str = "cilium-agent"
     operator_job: str = "cilium-operator"
     hubble_job: str = "hubble-metrics"
+    # Extra label matchers (as inside PromQL braces) added next to the job matcher of every
+    # selector of that component, `up` included: where the job also scrapes other pods
+    # (annotation-based `kubernetes-pods`), e.g. `k8s_app="cilium"`. Empty: the job alone.
+    agent_selector: Tuple[str, ...] = ()
+    operator_selector: Tuple[str, ...] = ()
+    hubble_selector: Tuple[str, ...] = ()
+    # Labels that tell the copies of one series apart when an HA pair of Prometheus servers is
+    # read without deduplication. Sums that would double are taken over one copy.
+    replica_labels: Tuple[str, ...] = ("prometheus_replica", "replica")
+    # IPAM subnets the exhaustion signal watches (Cilium's metrics carry `subnet_id` and
+    # `availability_zone`, not tags). Empty: every subnet Cilium allocated from.
+    ipam_subnet_ids: Tuple[str, ...] = ()
+    ipam_availability_zones: Tuple[str, ...] = ()
     # Cloud APIs whose families `{cloud}` expands to (Prometheus, doctor), and the single one
     # Datadog monitors use (a monitor cannot union metric names).
     cloud_apis: Tuple[str, ...] = ("ec2", "azure", "alibabacloud")
@@ -133,6 +146,9 @@ class Settings:
 
     def job(self, target: str) -> str:
         return {"agent": self.agent_job, "operator": self.operator_job, "hubble": self.hubble_job}[target]
+
+    def selector(self, target: str) -> Tuple[str, ...]:
+        return {"agent": self.agent_selector, "operator": self.operator_selector, "hubble": self.hubble_selector}[target]
 
     def prom_label(self, logical: str) -> str:
         return {"cluster": self.cluster_label, "node": self.node_label}.get(logical, logical)
@@ -269,7 +285,8 @@ class Signal:
     # (Cilium creates a labelled child on its first increment, or pre-creates another label value
     # than the one it increments, as `policy_change_total` and `endpoint_regenerations_total` do
     # with `failure` vs `fail`). `increase()`/`rate()` cannot see the first failure of a series
-    # born with value 1; the Prometheus compiler reads this flag to count it.
+    # born with value 1. Set in the catalog, it is the default of every selector of the query
+    # (`Selector.born_at_first_event`), which the compilers read to count that first failure.
     born_at_first_event: bool = False
     # An optional Cilium feature whose metrics exist only while it is on ("Cluster Mesh"):
     # `doctor` calls the signal not applicable, with this name, when no endpoint exposes them.
@@ -428,6 +445,9 @@ def parse_signal(area_id: str, data, where) -> Signal:
     born = data.get("born_at_first_event", False)
     if not isinstance(born, bool):
         raise CatalogError(f"{where}.born_at_first_event: expected true or false")
+    if "born_at_first_event" in data:
+        # The signal's word is every selector's default (a selector may still say otherwise).
+        query = dataclasses.replace(query, expr=with_born_default(query.expr, born))
     return Signal(
         id=sid,
         title=data["title"].strip(),

@@ -38,7 +38,8 @@ from .model import (
 )
 from ..errors import UserError
 from ..userfiles import MAX_VALUES_BYTES, load_yaml, read_text
-from .query import CLOUD_APIS, Outlier, Ratio, RootQuery
+from .matchers import parse_matchers
+from .query import CLOUD_APIS, Match, Outlier, Ratio, RootQuery, with_match
 
 TOP_LEVEL_KEYS = ("settings", "signals", "lint")
 SIGNAL_KEYS = ("enabled", "warning", "critical", "window", "for", "keep_firing_for")
@@ -121,6 +122,14 @@ def _setting(source, name, value):
         if not isinstance(value, str) or not re.match(r"^https?://\S+$", value):
             _fail(source, key, f"expected an http(s) URL (each signal adds `#<signal id>`), got {value!r}")
         return value
+    if name.endswith("_selector"):
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            value = ", ".join(value)
+        return parse_matchers(value, f"{source}: `{key}`")
+    if name == "replica_labels":
+        if not isinstance(value, list) or not all(isinstance(v, str) and LABEL_NAME_RE.match(v) for v in value):
+            _fail(source, key, f"expected a list of Prometheus label names (or [] when no HA pair is read), got {value!r}")
+        return tuple(value)
     if isinstance(default, tuple):
         if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
             _fail(source, key, f"expected a non-empty list of names, got {value!r}")
@@ -323,11 +332,27 @@ def _with_params(query: RootQuery, params: Dict[str, float]) -> RootQuery:
     return dataclasses.replace(query, expr=expr)
 
 
+# Settings that scope the signals grouped by a label to the listed values of that label.
+SCOPE_SETTINGS = {"ipam_subnet_ids": "subnet_id", "ipam_availability_zones": "availability_zone"}
+
+
+def _scoped(query: RootQuery, group_by, settings: Settings) -> RootQuery:
+    """The query of a signal grouped by a scoped label, reading only the listed values."""
+    expr = query.expr
+    for name, label in SCOPE_SETTINGS.items():
+        values = getattr(settings, name)
+        if values and label in group_by:
+            expr = with_match(expr, Match(label, "in", tuple(values)))
+    return dataclasses.replace(query, expr=expr)
+
+
 def apply_values(catalog: Catalog, values: Values) -> Catalog:
     """A new catalog with validated values applied (the input catalog is not modified)."""
     settings = dataclasses.replace(catalog.settings, **values.settings)
     signals = []
     for s in catalog.signals:
+        if any(getattr(settings, name) for name in SCOPE_SETTINGS):
+            s = dataclasses.replace(s, query=_scoped(s.query, s.group_by, settings))
         spec = values.signals.get(s.id)
         if spec:
             changes = {}

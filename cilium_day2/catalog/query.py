@@ -39,18 +39,29 @@ named directly). ``also`` lists families that carry the same signal in other Cil
 (read together: PromQL `or`, summed by evaluate(); Datadog queries `metric`, the newest). ``{cloud}`` in a name stands for each configured cloud API (`ec2`, `azure`,
 `alibabacloud`). ``match`` maps a label to a value, or to ``{in: [...]}`` / ``{not_in: [...]}``.
 A value may contain ``*`` wildcards. Missing labels match as the empty string, like PromQL.
+``born_at_first_event`` (true/false) says whether the selected counter series are created at
+their first event (client_golang creates a labelled child on first use) rather than exported
+at 0 from the start; `rate`/`increase` then count a series born inside the window from zero.
+Unset, a counter selector that matches labels (a failure, an error code) is taken as born at its
+first event, and an unfiltered one (a whole family) is not. Ratios count growth only, on both
+sides (a share of many events; see `PromQL.compile`).
 
 A root query may carry ``only_if_up: <component>``: results are kept only for groups whose
 component target is up (the Hubble flow-stall signal fires only while the agent runs).
+It may carry ``only_if_seen: {metrics: [...], by: [labels], within: <duration>}``: results are
+kept only for groups (matched on the `by` labels) where one of those families had a series
+within the duration: the subnet-exhaustion signal watches only subnets Cilium allocated from.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import math
+import re
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..errors import UserError
@@ -86,6 +97,16 @@ class Selector:
     match: Tuple[Match, ...] = ()
     # Families that carry the same signal in other Cilium versions, newest first after `metric`.
     also: Tuple[str, ...] = ()
+    # Whether the selected series appear at their first event (client_golang creates a
+    # labelled child on first use, so a failure counter is born at 1): a counter's windowed
+    # functions then count a series born inside the window from zero. None: the compilers'
+    # default (yes for a counter selector that matches labels, see `counts_from_birth`).
+    born_at_first_event: Optional[bool] = None
+
+    def counts_from_birth(self) -> bool:
+        if self.born_at_first_event is not None:
+            return self.born_at_first_event
+        return bool(self.match)
 
     def families(self, cloud_apis: Sequence[str] = CLOUD_APIS) -> List[str]:
         """The concrete family names this selector reads (the first is the one Datadog queries)."""
@@ -180,11 +201,21 @@ FUNCTIONS = ("value", "rate", "increase", "delta", "changes", "quantile", "disti
 
 
 @dataclass(frozen=True)
+class Seen:
+    """`only_if_seen`: the families whose presence, on the `on` labels, shows activity."""
+
+    metrics: Tuple[str, ...]
+    on: Tuple[str, ...]
+    within: int  # seconds
+
+
+@dataclass(frozen=True)
 class RootQuery:
-    """A signal's query: the expression plus the optional `only_if_up` guard."""
+    """A signal's query: the expression plus the optional `only_if_up` and `only_if_seen` guards."""
 
     expr: Query
     only_if_up: Optional[str] = None
+    only_if_seen: Optional[Seen] = None
 
     def selectors(self) -> List[Selector]:
         return list(iter_selectors(self.expr))
@@ -203,6 +234,21 @@ def iter_selectors(node) -> Iterable[Selector]:
         yield from iter_selectors(node.of)
 
 
+def with_born_default(node, born: bool):
+    """The query with `born_at_first_event` set to `born` on every selector that does not say."""
+    if isinstance(node, (int, float)):
+        return node
+    changes = {}
+    selector = getattr(node, "selector", None)
+    if selector is not None and selector.born_at_first_event is None:
+        changes["selector"] = dataclasses.replace(selector, born_at_first_event=born)
+    if isinstance(node, Ratio):
+        changes.update(num=with_born_default(node.num, born), den=with_born_default(node.den, born))
+    if isinstance(node, Outlier):
+        changes["of"] = with_born_default(node.of, born)
+    return dataclasses.replace(node, **changes) if changes else node
+
+
 def iter_nodes(node) -> Iterable[Query]:
     if isinstance(node, (int, float)):
         return
@@ -212,6 +258,21 @@ def iter_nodes(node) -> Iterable[Query]:
         yield from iter_nodes(node.den)
     if isinstance(node, Outlier):
         yield from iter_nodes(node.of)
+
+
+def with_match(node, match: "Match"):
+    """`node` with `match` added to every selector in it (a new tree; `node` is unchanged)."""
+    if isinstance(node, (int, float)):
+        return node
+    changes = {}
+    selector = getattr(node, "selector", None)
+    if selector is not None:
+        changes["selector"] = replace(selector, match=tuple(m for m in selector.match if m.label != match.label) + (match,))
+    if isinstance(node, Ratio):
+        changes["num"], changes["den"] = with_match(node.num, match), with_match(node.den, match)
+    if isinstance(node, Outlier):
+        changes["of"] = with_match(node.of, match)
+    return replace(node, **changes) if changes else node
 
 
 # --- parsing ---------------------------------------------------------------------------------
@@ -260,10 +321,13 @@ def _selector(where, data) -> Selector:
     also = data.get("also") or []
     if not isinstance(also, list) or not all(isinstance(m, str) and m for m in also):
         raise QueryError(f"{where}.also: expected a list of metric family names (the same signal in other versions)")
-    return Selector(metric, parse_matchers(where, data.get("match")), tuple(also))
+    born = data.get("born_at_first_event")
+    if born is not None and not isinstance(born, bool):
+        raise QueryError(f"{where}.born_at_first_event: expected true or false")
+    return Selector(metric, parse_matchers(where, data.get("match")), tuple(also), born)
 
 
-_SELECTOR_KEYS = {"fn", "metric", "match", "also"}
+_SELECTOR_KEYS = {"fn", "metric", "match", "also", "born_at_first_event"}
 
 
 def parse_query(data, where="query") -> Query:
@@ -328,7 +392,23 @@ def parse_root(data, where="query") -> RootQuery:
     guard = data.pop("only_if_up", None)
     if guard is not None:
         _choice(f"{where}.only_if_up", guard, UP_TARGETS)
-    return RootQuery(parse_query(data, where), guard)
+    seen = data.pop("only_if_seen", None)
+    if seen is not None:
+        seen = _parse_seen(seen, f"{where}.only_if_seen")
+    return RootQuery(parse_query(data, where), guard, seen)
+
+
+def _parse_seen(data, where) -> Seen:
+    _keys(where, data, {"metrics", "by", "within"}, ("metrics", "by", "within"))
+    metrics, on, within = data["metrics"], data["by"], data["within"]
+    for key, value in (("metrics", metrics), ("by", on)):
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+            raise QueryError(f"{where}.{key}: expected a non-empty list of names")
+    m = re.match(r"^(?:(\d+)h)?(?:(\d+)m)?$", str(within))
+    if not m or not str(within):
+        raise QueryError(f"{where}.within: expected a duration such as 24h")
+    seconds = int(m.group(1) or 0) * 3600 + int(m.group(2) or 0) * 60
+    return Seen(tuple(metrics), tuple(on), seconds)
 
 
 # --- evaluation from raw samples -------------------------------------------------------------
@@ -417,6 +497,7 @@ class Evaluator:
         self.rate_snapshots = self.snapshots if len(self.snapshots) >= 2 else ordered[-2:]
         self.window = window
         self.cloud_apis = tuple(cloud_apis)
+        self.in_ratio = False  # ratios count growth only (see PromQL.compile)
 
     @property
     def latest(self) -> Snapshot:
@@ -434,16 +515,24 @@ class Evaluator:
                 series[_series_id(sample)].append((snap.timestamp, sample.value, sample.labels))
         return series
 
-    def _counter_rates(self, selector: Selector, names: Sequence[str]):
-        """Per-series per-second rates (first to last point in the window)."""
+    def _counter_rates(self, selector: Selector, names: Sequence[str], born: bool = False):
+        """Per-series per-second rates (first to last point in the window).
+
+        With `born` (a counter Cilium creates at its first event), a series that appears after
+        the first snapshot, while its family was already scraped there, counts from zero: its
+        first value happened inside the window (the compiled PromQL does the same)."""
         out = []
+        first = self.rate_snapshots[0]
+        family_seen = born and any(s.name in set(names) for s in first.samples)
+        span = self.rate_snapshots[-1].timestamp - first.timestamp
         for points in self._series_over_window(selector, names).values():
-            if len(points) < 2:
+            new = family_seen and points[0][0] > first.timestamp
+            if len(points) < 2 and not new:
                 continue
-            total = 0.0
+            total = points[0][1] if new else 0.0
             for (_, prev, _), (_, cur, _) in zip(points, points[1:]):
                 total += cur - prev if cur >= prev else cur
-            elapsed = points[-1][0] - points[0][0]
+            elapsed = span if new else points[-1][0] - points[0][0]
             if elapsed > 0:
                 out.append((points[-1][2], total / elapsed))
         return out
@@ -463,7 +552,8 @@ class Evaluator:
             return {k: _aggregate(v, node.agg) for k, v in groups.items()}
         if isinstance(node, (Rate, Increase)):
             scale = 1.0 if isinstance(node, Rate) else self.window
-            for labels, rate in self._counter_rates(node.selector, self._names(node.selector)):
+            born = node.selector.counts_from_birth() and not self.in_ratio
+            for labels, rate in self._counter_rates(node.selector, self._names(node.selector), born):
                 groups[_key(labels, by)].append(rate * scale)
             return {k: sum(v) for k, v in groups.items()}
         if isinstance(node, Delta):
@@ -491,10 +581,15 @@ class Evaluator:
                     groups[_key(sample.labels, by)].append(sample.value)
             return {k: max(v) for k, v in groups.items()}
         if isinstance(node, Ratio):
-            num = self.evaluate(node.num, by)
-            if isinstance(node.den, float):
-                return {k: v / node.den for k, v in num.items()}
-            den = self.evaluate(node.den, by)
+            # Both sides count growth after each series' first sample (as the compiled PromQL does).
+            outer, self.in_ratio = self.in_ratio, True
+            try:
+                num = self.evaluate(node.num, by)
+                if isinstance(node.den, float):
+                    return {k: v / node.den for k, v in num.items()}
+                den = self.evaluate(node.den, by)
+            finally:
+                self.in_ratio = outer
             out = {}
             for k, v in num.items():
                 if k not in den:
@@ -593,7 +688,16 @@ def evaluate(root: RootQuery, snapshots: Sequence[Snapshot], by: Sequence[str], 
     if root.only_if_up:
         up = ev.evaluate(Up(root.only_if_up), by)
         result = {k: v for k, v in result.items() if up.get(k, 0) >= 1}
+    if root.only_if_seen:
+        result = only_seen(root.only_if_seen, snapshots, result)
     return result
+
+
+def only_seen(seen: Seen, snapshots: Sequence[Snapshot], result: Dict[GroupKey, float]) -> Dict[GroupKey, float]:
+    """The groups of `result` whose `on` labels one of `seen.metrics` carried in any snapshot."""
+    names = set(seen.metrics)
+    present = {_key(s.labels, seen.on) for snap in snapshots for s in snap.samples if s.name in names}
+    return {k: v for k, v in result.items() if _key(dict(k), seen.on) in present}
 
 
 def fraction_within(root: RootQuery, snapshots: Sequence[Snapshot], by: Sequence[str], window: float, bound: float,

@@ -32,7 +32,7 @@ ALERTMANAGER_FILE = "assets/alertmanager/alertmanager.yml"
 TARGETS_GROUP = "targets"
 # How long a vanished component is remembered. Within it, a cluster whose targets went away
 # still alerts even when nothing else of that component's cluster is left to compare with.
-ABSENT_LOOKBACK = "1h"
+ABSENT_LOOKBACK = "25h"
 UP_TARGET_TITLES = {"agent": "cilium-agent", "operator": "cilium-operator", "hubble": "Hubble metrics"}
 # What shows that a component should be there, per component (see `absent_rules`).
 ABSENT_EVIDENCE = {
@@ -107,6 +107,10 @@ def prometheus_annotations(signal: Signal, severity: str, threshold: float, sett
     return out
 
 
+def _target_matchers(settings, target: str) -> str:
+    return ", ".join([f"job=~\"{settings.job(target)}\""] + list(settings.selector(target)))
+
+
 def absent_alert_name(signal: Signal) -> str:
     return signal.alert_name.removesuffix("Down") + "Absent"
 
@@ -123,10 +127,10 @@ def absent_annotations(signal: Signal, settings, labels: Optional[Dict[str, str]
     out = {
         "summary": f"No {name} scrape target in cluster {cluster}",
         "description": (
-            f"Cluster {cluster} has no {name} scrape target (job=~\"{settings.job(target)}\"), though "
+            f"Cluster {cluster} has no {name} scrape target ({_target_matchers(settings, target)}), though "
             f"{ABSENT_EVIDENCE[target]}. Without a target there is no `up` series, so `{signal.alert_name}` cannot fire: the deployment was scaled to "
             f"zero, the ServiceMonitor or scrape job no longer matches, or the job was renamed "
-            f"(settings.{target}_job). {signal.meaning}"
+            f"(settings.{target}_job, settings.{target}_selector). {signal.meaning}"
         ),
         "runbook": signal.runbook,
     }
@@ -145,6 +149,13 @@ def _signal_rules(s: Signal, prom: PromQL, scope: str, settings) -> List[dict]:
     # A quantile alert reads its threshold's bucket (PromQL.condition), not this value.
     value = None if s.quantile else prom.expr(s)
     thresholds = s.thresholds()
+    seen = None
+    if s.query.only_if_seen:
+        # Recorded each cycle (a few series), so that the alert looks back over the record,
+        # not over a day of the raw counters.
+        seen = prom.seen_record_name(s)
+        rules.append({"record": seen, "expr": prom.seen_expr(s)})
+        seen = f"{seen}{{{scope}}}" if scope else seen
     if len(thresholds) > 1 and not s.quantile:
         # The warning and the critical rule share one recorded series: the query runs once.
         record = prom.record_name(s)
@@ -153,7 +164,7 @@ def _signal_rules(s: Signal, prom: PromQL, scope: str, settings) -> List[dict]:
     for severity, threshold in thresholds:
         rules.append({
             "alert": s.alert_name,
-            "expr": prom.condition(value, s, threshold),
+            "expr": prom.condition(value, s, threshold, seen),
             "for": format_duration(s.hold) if s.hold else None,
             "keep_firing_for": format_duration(s.keep_firing_for) if s.keep_firing_for else None,
             "labels": {**dict(settings.alert_labels), "severity": severity, "area": s.area, "signal": s.id},
@@ -173,10 +184,13 @@ def absent_rules(catalog: Catalog, extra: Sequence[str]) -> List[dict]:
     (agents without an operator, an operator or Hubble without agents) or when it was scraped
     within ABSENT_LOOKBACK, and it has no `up` series now. Hubble metrics are optional in
     Cilium, so only their disappearance counts. A Prometheus that scrapes no agent or operator
-    at all (one Prometheus per cluster) is caught by `absent()`.
+    at all (one Prometheus per cluster) is caught by `absent()`. Each component's `up` is
+    selected by its job and its `*_selector` setting, so another pod of a shared job (every
+    annotated pod under `kubernetes-pods`) never stands in for it.
     """
     s = catalog.settings
     c = s.cluster_label
+    prom = PromQL(s, extra=list(extra))
     up_signals = {sig.query.expr.target: sig for sig in catalog.enabled() if isinstance(sig.query.expr, Up)}
     if not up_signals:
         return []
@@ -184,8 +198,7 @@ def absent_rules(catalog: Catalog, extra: Sequence[str]) -> List[dict]:
     ref = f"{{{scope}}}" if scope else ""
     rules, present = [], {}
     for target in ("agent", "operator", "hubble"):
-        matchers = ", ".join([f"job=~{quote(s.job(target))}"] + list(extra))
-        rules.append({"record": targets_record_name(s, target), "expr": f"count by ({c}) (up{{{matchers}}})"})
+        rules.append({"record": targets_record_name(s, target), "expr": f"count by ({c}) ({prom.up_selector(target)})"})
         present[target] = targets_record_name(s, target) + ref
     evidence = {"agent": ["operator", "hubble"], "operator": ["agent"], "hubble": []}
     for target, sig in up_signals.items():
@@ -193,9 +206,8 @@ def absent_rules(catalog: Catalog, extra: Sequence[str]) -> List[dict]:
         seen.append(f"max_over_time({present[target]}[{ABSENT_LOOKBACK}])")
         expr = f"({' or '.join(seen)}) unless on ({c}) {present[target]}"
         if target != "hubble":
-            matchers = ", ".join([f"job=~{quote(s.job(target))}"] + list(extra))
             # `or on ()`: only when nothing above matched, so no cluster gets a second alert.
-            expr = f"{expr} or on () absent(up{{{matchers}}})"
+            expr = f"{expr} or on () absent({prom.up_selector(target)})"
         severity, _ = sig.thresholds()[-1]
         rules.append({
             "alert": absent_alert_name(sig),
@@ -208,19 +220,19 @@ def absent_rules(catalog: Catalog, extra: Sequence[str]) -> List[dict]:
     return rules
 
 
-def _pack(units: List[List[dict]], scope: str, limit: int, where: str) -> List[List[dict]]:
+def _pack(units: List[List[dict]], scope: str, limit: int, where: str, ignore: Sequence[str] = ()) -> List[List[dict]]:
     """Consecutive units (a signal's rules) into groups of at most `limit` rules, counting the
     recordings each group hoists. A unit is never split: its alerts read its recordings, which
     must be evaluated just before them in the same group."""
     chunks, current = [], []
     for unit in units:
-        size = len(hoist_shared(unit, scope))
+        size = len(hoist_shared(unit, scope, ignore))
         if size > limit:
             raise UserError(
                 f"settings.max_rules_per_group: {limit} is below the {size} rules of {where} that must share one "
                 f"group (a recording and the alerts reading it); use at least {size}"
             )
-        if current and len(hoist_shared(current + unit, scope)) > limit:
+        if current and len(hoist_shared(current + unit, scope, ignore)) > limit:
             chunks.append(current)
             current = []
         current = current + unit
@@ -239,6 +251,7 @@ def prometheus_groups(catalog: Catalog) -> List[dict]:
     (for central rulers that spread groups over replicas)."""
     settings = catalog.settings
     groups = []
+    ignore = [m for target in ("agent", "operator", "hubble") for m in settings.selector(target)]
     for shard in settings.shard_by_cluster or (None,):
         scope = f"{settings.cluster_label}={quote(shard)}" if shard else ""
         prom = PromQL(settings, extra=[scope] if scope else [])
@@ -249,9 +262,9 @@ def prometheus_groups(catalog: Catalog) -> List[dict]:
         if targets:
             areas.append((TARGETS_GROUP, [targets]))
         for area_id, units in areas:
-            chunks = _pack(units, scope, settings.max_rules_per_group, f"area {area_id}")
+            chunks = _pack(units, scope, settings.max_rules_per_group, f"area {area_id}", ignore)
             for i, rules in enumerate(chunks, start=1):
-                rules = hoist_shared(rules, scope)
+                rules = hoist_shared(rules, scope, ignore)
                 if shard:
                     # The copies differ only by their selectors; a static cluster label (the value
                     # the series carry anyway) keeps them distinct for `promtool check rules`.
@@ -264,19 +277,20 @@ def prometheus_groups(catalog: Catalog) -> List[dict]:
 # `sum by (cluster, action) (rate(family{matchers}[5m]))` and the like: an aggregation over one
 # range function of one selector, the leaves every compiled query is built from.
 LEAF_RE = re.compile(
-    r"(sum|max|min) by \(([^)]*)\) \((rate|increase|changes|delta|max_over_time|min_over_time|avg_over_time)"
-    r"\(([a-zA-Z_][a-zA-Z0-9_]*)(?:\{([^}]*)\})?\[(\w+)\]\)\)"
+    r"(sum|max|min) by \(([^)]*)\) \((?P<copy>max without \([^)]*\) \()?"
+    r"(rate|increase|changes|delta|max_over_time|min_over_time|avg_over_time)"
+    r"\(([a-zA-Z_][a-zA-Z0-9_]*)(?:\{([^}]*)\})?\[(\w+)\]\)(?(copy)\))\)"
 )
 _EQ_MATCHER_RE = re.compile(r'^\s*([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"\s*$')
 
 
-def _leaf_record_name(match, scope: str = "") -> Optional[str]:
+def _leaf_record_name(match, ignore: Sequence[str] = ()) -> Optional[str]:
     """`level:metric:operation` for a leaf, or None when its matchers cannot be named plainly.
-    The shard's own matcher (`scope`) is not part of the name."""
-    agg, by, fn, family, matchers, window = match.groups()
+    The shard's own matcher and the components' selectors (`ignore`) are not part of the name."""
+    agg, by, _copy, fn, family, matchers, window = match.groups()
     suffix = []
     for part in (matchers.split(",") if matchers else []):
-        if scope and part.strip() == scope:
+        if part.strip() in ignore:
             continue
         m = _EQ_MATCHER_RE.match(part)
         if not m:
@@ -288,7 +302,7 @@ def _leaf_record_name(match, scope: str = "") -> Optional[str]:
     return f"{level}:{metric}:{op}"
 
 
-def hoist_shared(rules: List[dict], scope: str = "") -> List[dict]:
+def hoist_shared(rules: List[dict], scope: str = "", ignore: Sequence[str] = ()) -> List[dict]:
     """Record each leaf that several rules of a group read, once, ahead of them.
 
     Quantile alerts share their `_count` rate between the warning and the critical rule and
@@ -301,7 +315,7 @@ def hoist_shared(rules: List[dict], scope: str = "") -> List[dict]:
     for rule in rules:
         for m in LEAF_RE.finditer(rule["expr"]):
             counts[m.group(0)] = counts.get(m.group(0), 0) + 1
-            names.setdefault(m.group(0), _leaf_record_name(m, scope))
+            names.setdefault(m.group(0), _leaf_record_name(m, [scope, *ignore] if scope else ignore))
     taken = {r.get("record") for r in rules}
     shared = []
     for leaf, n in counts.items():

@@ -47,7 +47,22 @@ def matcher(m: Match) -> str:
 class PromQL:
     """Compiles a signal's query. `extra` matchers (raw PromQL, e.g. Grafana's
     `cluster=~"$cluster"`) are added to every selector; `node_extra` only to selectors of
-    per-node components (agent, Hubble)."""
+    per-node components (agent, Hubble). Each component's own `*_selector` setting is added to
+    the selectors of its signals and to its `up` selectors.
+
+    Two facts of real Prometheus setups shape the leaves:
+
+    * Series born at their first event (see `Selector.counts_from_birth`): `increase()` and
+      `rate()` only see a series' growth after its first sample, so a failure counter born at 1
+      would never count that failure. Such a leaf adds, for each series that did not exist one
+      window ago, its current value (all of it happened since the series was born).
+      A series that existed a window ago is read by `increase()`/`rate()` as before, counter
+      resets included. (The current value, two instant reads: a series born and gone again
+      within one window is not counted.)
+    * HA pairs read without deduplication (`settings.replica_labels`): every series twice. Sums
+      of counts and of gauges are taken over one copy (`max without (replica labels)`); maxima,
+      minima, quantiles and ratios of two sums are the same with or without the copies.
+    """
 
     def __init__(self, settings: Settings, extra: Sequence[str] = (), node_extra: Sequence[str] = (),
                  rate_window: Optional[str] = None):
@@ -63,8 +78,13 @@ class PromQL:
     def by(self, logical: Sequence[str], extra: Sequence[str] = ()) -> str:
         return ", ".join(self.labels(logical) + list(extra))
 
-    def selector(self, family: str, sel: Selector, per_node: bool) -> str:
-        parts = [matcher(m) for m in sel.match] + self.extra + (self.node_extra if per_node else [])
+    def component_matchers(self, component: str) -> List[str]:
+        return list(self.s.selector(component))
+
+    def selector(self, family: str, sel: Selector, component: str) -> str:
+        per_node = component in ("agent", "hubble")
+        parts = ([matcher(m) for m in sel.match] + self.extra + (self.node_extra if per_node else [])
+                 + self.component_matchers(component))
         return f"{family}{{{', '.join(parts)}}}" if parts else family
 
     def _union(self, sel: Selector, build) -> str:
@@ -74,45 +94,85 @@ class PromQL:
     def window(self, signal: Signal) -> str:
         return self.rate_window or format_duration(signal.window)
 
+    def one_copy(self, inner: str, dedupe: bool) -> str:
+        """`inner` over one copy of each series of an HA pair (when a sum would count both)."""
+        if not dedupe or not self.s.replica_labels:
+            return inner
+        return f"max without ({', '.join(self.s.replica_labels)}) ({inner})"
+
+    def counted(self, fn: str, sel: str, w: str, seconds: Optional[int], born: bool, component: str) -> str:
+        """`rate`/`increase` of one selector, per series. With `born`, a series born inside the
+        window counts from zero (its current value), not from its first sample, provided this
+        component's targets in the cluster were already scraped a window ago: otherwise the
+        series is new only to this Prometheus (first scrape, a Prometheus without history) and
+        its value holds failures of any age."""
+        plain = f"{fn}({sel}[{w}])"
+        if not born or seconds is None:
+            return plain
+        c = self.s.cluster_label
+        watched = f"group by ({c}) ({self.up_selector(component)} offset {w})"
+        # The current value of a series absent a window ago: two instant reads, no range.
+        since_birth = f"({sel} unless {sel} offset {w}) and on ({c}) {watched}"
+        if fn == "rate":
+            since_birth = f"({since_birth}) / {seconds}"
+        return f"({plain} and {sel} offset {w}) or {since_birth}"
+
     # -- nodes ---------------------------------------------------------------------------------
-    def compile(self, node, signal: Signal, group: Sequence[str]) -> str:
-        per_node = signal.component in ("agent", "hubble")
+    def compile(self, node, signal: Signal, group: Sequence[str], dedupe: bool = True,
+                born: Optional[bool] = None) -> str:
+        comp = signal.component
         w = self.window(signal)
         by = self.by(group)
         if isinstance(node, Value):
             def build(f):
-                sel = self.selector(f, node.selector, per_node)
+                sel = self.selector(f, node.selector, comp)
                 inner = f"{node.over_time}_over_time({sel}[{w}])" if node.over_time else sel
-                return f"{node.agg} by ({by}) ({inner})"
+                return f"{node.agg} by ({by}) ({self.one_copy(inner, dedupe and node.agg == 'sum')})"
             return self._union(node.selector, build)
-        if isinstance(node, (Rate, Increase, Changes)):
-            fn = {Rate: "rate", Increase: "increase", Changes: "changes"}[type(node)]
-            return self._union(node.selector, lambda f: f"sum by ({by}) ({fn}({self.selector(f, node.selector, per_node)}[{w}]))")
+        if isinstance(node, (Rate, Increase)):
+            fn = "rate" if isinstance(node, Rate) else "increase"
+            seconds = self.window_seconds(signal)
+            from_birth = node.selector.counts_from_birth() if born is None else born
+            return self._union(node.selector, lambda f: (
+                f"sum by ({by}) ({self.one_copy(self.counted(fn, self.selector(f, node.selector, comp), w, seconds, from_birth, comp), dedupe)})"))
+        if isinstance(node, Changes):
+            return self._union(node.selector, lambda f: (
+                f"sum by ({by}) ({self.one_copy(f'changes({self.selector(f, node.selector, comp)}[{w}])', dedupe)})"))
         if isinstance(node, Delta):
-            return self._union(node.selector, lambda f: f"{node.agg} by ({by}) (delta({self.selector(f, node.selector, per_node)}[{w}]))")
+            return self._union(node.selector, lambda f: (
+                f"{node.agg} by ({by}) ({self.one_copy(f'delta({self.selector(f, node.selector, comp)}[{w}])', dedupe and node.agg == 'sum')})"))
         if isinstance(node, Quantile):
             inner = self._union(
                 node.selector,
-                lambda f: f"sum by ({self.by(group, ['le'])}) (rate({self.selector(f + '_bucket', node.selector, per_node)}[{w}]))",
+                lambda f: f"sum by ({self.by(group, ['le'])}) (rate({self.selector(f + '_bucket', node.selector, comp)}[{w}]))",
             )
             return f"histogram_quantile({node.q:g}, {inner})"
         if isinstance(node, Distinct):
             return self._union(
                 node.selector,
-                lambda f: f"count by ({by}) (count by ({self.by(group, [node.label])}) ({self.selector(f, node.selector, per_node)}))",
+                lambda f: f"count by ({by}) (count by ({self.by(group, [node.label])}) ({self.selector(f, node.selector, comp)}))",
             )
         if isinstance(node, Up):
             return self.up(node.target, group)
         if isinstance(node, Ratio):
-            num = self.compile(node.num, signal, group)
+            # Both sides of a ratio count the copies of an HA pair alike: no deduplication
+            # needed, unless a floor (`min_den`) compares the denominator with a number.
+            # Both sides count growth after each series' first sample: a share of many events
+            # does not turn on one birth value, counting birth values in the numerator only
+            # would divide a new pod's first failures by a total missing its first successes,
+            # and counting them on both sides would read the whole family twice more.
+            inner_dedupe = dedupe and node.min_den is not None
+            num = self.compile(node.num, signal, group, inner_dedupe, False)
             if isinstance(node.den, float):
                 return f"{num} / {node.den:g}"
-            den = self.compile(node.den, signal, group)
+            den = self.compile(node.den, signal, group, inner_dedupe, False)
             if node.min_den is not None:
                 return f"{num} / clamp_min({den}, {node.min_den:g})"
             return f"{num} / {den}"
         if isinstance(node, Outlier):
-            of = self.compile(node.of, signal, group)
+            # A node's value against its peers' median: copies scale both alike, except the
+            # `min_value` floor.
+            of = self.compile(node.of, signal, group, dedupe and bool(node.min_value), born)
             among = self.by(node.among)
             baseline = f"quantile by ({among}) (0.5, {of})"
             if node.min_baseline:
@@ -123,11 +183,19 @@ class PromQL:
             return ratio
         raise TypeError(f"unknown query node {node!r}")
 
-    def up(self, target: str, group: Sequence[str]) -> str:
-        parts = [f"job=~{quote(self.s.job(target))}"] + self.extra
+    def window_seconds(self, signal: Signal) -> Optional[int]:
+        """The window in seconds; None for a dashboard's own window (a Grafana variable)."""
+        return None if self.rate_window else signal.window
+
+    def up_selector(self, target: str) -> str:
+        """`up{job=~"<job>", <the component's selector>, <extra>}`."""
+        parts = [f"job=~{quote(self.s.job(target))}"] + self.component_matchers(target) + self.extra
         if target in ("agent", "hubble"):
             parts += self.node_extra
-        return f"max by ({self.by(group)}) (up{{{', '.join(parts)}}})"
+        return f"up{{{', '.join(parts)}}}"
+
+    def up(self, target: str, group: Sequence[str]) -> str:
+        return f"max by ({self.by(group)}) ({self.up_selector(target)})"
 
     # -- signals -------------------------------------------------------------------------------
     def expr(self, signal: Signal) -> str:
@@ -143,16 +211,17 @@ class PromQL:
         """
         sel = signal.quantile.selector
         in_bucket = dataclasses.replace(sel, match=sel.match + (Match("le", "in", le_forms(bound)),))
-        per_node = signal.component in ("agent", "hubble")
+        comp = signal.component
         w, by = self.window(signal), self.by(signal.group_by)
 
         def build(f):
-            bucket = self.selector(f + "_bucket", in_bucket, per_node)
-            count = self.selector(f + "_count", sel, per_node)
+            bucket = self.selector(f + "_bucket", in_bucket, comp)
+            count = self.selector(f + "_count", sel, comp)
             return f"sum by ({by}) (rate({bucket}[{w}])) / sum by ({by}) (rate({count}[{w}]))"
         return self._union(sel, build)
 
-    def condition(self, value_expr: Optional[str], signal: Signal, threshold: float) -> str:
+    def condition(self, value_expr: Optional[str], signal: Signal, threshold: float,
+                  seen_record: Optional[str] = None) -> str:
         """The alert expression: `value_expr` against the threshold. A quantile signal instead
         compares the share of observations within the threshold with q (no value needed)."""
         if signal.quantile:
@@ -164,7 +233,23 @@ class PromQL:
         if signal.query.only_if_up:
             group = self.by(signal.group_by)
             cond = f"({cond}) and on ({group}) ({self.up(signal.query.only_if_up, signal.group_by)} == 1)"
+        seen = signal.query.only_if_seen
+        if seen:
+            on = self.by(seen.on)
+            within = format_duration(seen.within)
+            recent = (f"max_over_time({seen_record}[{within}])" if seen_record else
+                      f"group by ({on}) ({' or '.join(f'present_over_time({self.selector(m, Selector(m), signal.component)}[{within}])' for m in seen.metrics)})")
+            cond = f"({cond}) and on ({on}) {recent}"
         return cond
+
+    def seen_expr(self, signal: Signal) -> str:
+        """Which `on` label sets show activity now (recorded, then looked back over)."""
+        seen = signal.query.only_if_seen
+        sels = " or ".join(self.selector(m, Selector(m), signal.component) for m in seen.metrics)
+        return f"group by ({self.by(seen.on)}) ({sels})"
+
+    def seen_record_name(self, signal: Signal) -> str:
+        return f"{'_'.join(self.labels(signal.query.only_if_seen.on))}:cilium_day2_{signal.id}:seen"
 
     def record_name(self, signal: Signal) -> str:
         """`level:metric:operation`, the Prometheus naming convention for recording rules."""
