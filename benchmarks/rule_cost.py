@@ -528,6 +528,10 @@ def estimate_seconds(series, sample_seconds, step):
     return EVAL_US_PER_SERIES * series / 1e6 + EVAL_NS_PER_SAMPLE * sample_seconds / step / 1e9
 
 
+def one_line(error):
+    return f"{type(error).__name__}: " + " ".join(str(error).split())
+
+
 def fleet_settle(variants, interval):
     """Seconds after a reload by which every group of every variant has started evaluating."""
     longest = max([interval] + [v for _, p in variants for v in whole_pack.group_intervals(p, interval).values()])
@@ -594,8 +598,9 @@ def main(argv=None):
     t_start = time.time()
     try:
         pack = RulePack.load(args.rules)
-    except (OSError, yaml.YAMLError, KeyError, TypeError) as e:
-        parser.error(f"--rules {args.rules}: not a readable Prometheus rule file ({type(e).__name__}: {e})")
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as e:
+        parser.error(f"--rules {args.rules}: not a readable Prometheus rule file ({one_line(e)}); "
+                     "render the pack with `cilium-day2 render` or pass another file")
     variants = [("recorded", pack)]
     if not args.no_inline:
         try:
@@ -608,8 +613,8 @@ def main(argv=None):
         name, _, path = spec.rpartition("=") if "=" in spec and not Path(spec).exists() else ("", "", spec)
         try:
             also = RulePack.load(path)
-        except (OSError, yaml.YAMLError, KeyError, TypeError) as e:
-            parser.error(f"--also {spec}: not a readable Prometheus rule file ({type(e).__name__}: {e})")
+        except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as e:
+            parser.error(f"--also {spec}: not a readable Prometheus rule file ({one_line(e)})")
         if args.also_groups:
             kept = [g for g in also.raw_groups if re.search(args.also_groups, g["name"])]
             if not kept:
