@@ -532,12 +532,6 @@ def one_line(error):
     return f"{type(error).__name__}: " + " ".join(str(error).split())
 
 
-def fleet_settle(variants, interval):
-    """Seconds after a reload by which every group of every variant has started evaluating."""
-    longest = max([interval] + [v for _, p in variants for v in whole_pack.group_intervals(p, interval).values()])
-    return longest + 3
-
-
 # -- main ----------------------------------------------------------------------------------------
 
 
@@ -644,9 +638,9 @@ def main(argv=None):
         matched = probe.matched_series()
         reads = {name: series_read(v, matched) for name, v in variants}
         est_eval = {name: {g: estimate_seconds(s, w, args.step) for g, (s, w) in r.items()} for name, r in reads.items()}
-        settle = fleet_settle(variants, args.interval)
         if args.fleet:
-            measure_s = 30 + whole_pack.phase_seconds(len(variants), args.rounds, args.phase_seconds, settle)
+            measure_s = 30 + whole_pack.phase_seconds([v for _, v in variants], args.rounds, args.phase_seconds,
+                                                      args.interval)
         else:
             measure_s = sum(args.interval + 2 + ((args.cycles + 1) if name == "recorded" else args.compare_cycles)
                             * max(args.interval, 1.2 * t + 0.5) for name, r in est_eval.items() for t in r.values()) + 30
@@ -732,8 +726,8 @@ def main(argv=None):
         sampler.start()
         if args.fleet:
             log(f"measuring the whole pack at once: {args.rounds} round(s) of {args.phase_seconds:.0f}s per variant "
-                f"and with no rules, interleaved (each phase after {settle:.0f}s for every group to start) ...")
-            phases = whole_pack.run(prom, sampler, variants, args.rounds, args.phase_seconds, settle, log)
+                f"and with no rules, interleaved (each phase once every group has started) ...")
+            phases = whole_pack.run(prom, sampler, variants, args.rounds, args.phase_seconds, args.interval, log)
             end_lag = time.time() - plan.end
             sampler.stopped.set()
             report = {

@@ -47,9 +47,10 @@ def phase_plan(variants: Sequence[str], rounds: int) -> List[str]:
     return out
 
 
-def phase_seconds(variants: int, rounds: int, seconds: float, settle: float) -> float:
+def phase_seconds(packs: Sequence[RulePack], rounds: int, seconds: float, interval: float) -> float:
     """Wall time the interleaved phases take (for placing the data around them)."""
-    return (variants + 1) * rounds * (settle + seconds + 4)
+    per_round = sum(settle_seconds(p, interval) + seconds + 4 for p in [None, *packs])
+    return rounds * per_round
 
 
 def _group_metric(metrics: dict, name: str) -> Dict[str, float]:
@@ -113,7 +114,14 @@ def measure_phase(prom, sampler, document: dict, seconds: float, settle: float, 
     return out
 
 
-def run(prom, sampler, variants: Sequence[Tuple[str, RulePack]], rounds: int, seconds: float, settle: float,
+def settle_seconds(pack, interval: float) -> float:
+    """Seconds after a reload by which every group of `pack` has started evaluating."""
+    if pack is None:
+        return 3.0
+    return max([float(interval), *group_intervals(pack, interval).values()]) + 3
+
+
+def run(prom, sampler, variants: Sequence[Tuple[str, RulePack]], rounds: int, seconds: float, interval: float,
         log: Callable[[str], None], poll: float = 2.0) -> dict:
     """Measure every variant and the baseline in interleaved phases; the raw phases per variant."""
     packs = dict(variants)
@@ -122,7 +130,7 @@ def run(prom, sampler, variants: Sequence[Tuple[str, RulePack]], rounds: int, se
         pack = packs.get(name)
         doc = pack_document(pack) if pack else {"groups": []}
         records = sorted(pack.records) if pack else ()
-        r = measure_phase(prom, sampler, doc, seconds, settle, poll, records)
+        r = measure_phase(prom, sampler, doc, seconds, settle_seconds(pack, interval), poll, records)
         phases[name].append(r)
         evals = sum(len(v) for v in r["evaluations"].values())
         log(f"  {name}: {r['cpu_cores']:.2f} cores over {r['wall']:.0f}s, {evals} group evaluations, "
