@@ -3,6 +3,12 @@
     python benchmarks/rule_cost.py            # 10,000 agent nodes in 20 clusters (about 10 minutes on 2 cores)
     python benchmarks/rule_cost.py --quick    # 1,000 nodes (about 5 minutes)
     python benchmarks/rule_cost.py --quick --also reshaped.yml   # also measure another rule file
+    python benchmarks/rule_cost.py --fleet --nodes 2000          # the whole pack at once (see whole_pack.py)
+
+With --fleet, step 6 below is replaced: every group is loaded together at its own interval (15 s
+by default) and watched for a few minutes, interleaved with phases without rules; the output is
+rule CPU in cores (pack minus no rules), evaluation seconds per cycle, missed iterations,
+recording series per node and the most expensive rules (whole_pack.py has the details).
 
 Method
 ------
