@@ -581,26 +581,98 @@ def version(t: Target):
 
 
 def hubble_lost_events_total(t: Target):
-    out = [_s([("source", "hubble_ring_buffer")], 3000, 6)]  # ~12/min on 1.19 even without loss
+    # Served by the Hubble metrics endpoint (port 9965), like the flow families.
+    out = [_s([("source", "hubble_ring_buffer")], 3000, 6, target="hubble")]  # ~12/min on 1.19 even without loss
     if t.is_("perf-lost", 0.02):
-        out.append(_s([("source", "perf_event_ring_buffer")], 500, 150))
+        out.append(_s([("source", "perf_event_ring_buffer")], 500, 150, target="hubble"))
     if t.is_("observer-lost", 0.005):
-        out.append(_s([("source", "observer_events_queue")], 900, 2000))
+        out.append(_s([("source", "observer_events_queue")], 900, 2000, target="hubble"))
     return out
 
 
-FLOWS = ([("Trace", s, "FORWARDED") for s in ("to-endpoint", "to-stack", "to-host", "to-overlay", "to-network",
-                                              "from-endpoint", "from-host", "from-network", "from-overlay")]
-         + [("PolicyVerdict", "", "FORWARDED"), ("PolicyVerdict", "", "DROPPED"), ("Drop", "", "DROPPED"),
-            ("L7", "DNS", "FORWARDED"), ("L7", "HTTP", "FORWARDED")])
+# Hubble flow metrics as a fleet typically enables them:
+#   hubble.metrics.enabled: ["flow:labelsContext=source_namespace,source_workload,destination_namespace,
+#                             destination_workload,traffic_direction", "drop:<same>"]
+# Cilium (pkg/hubble/metrics/flow/handler.go) labels every flow series protocol, type, subtype,
+# verdict, then the context labels in a fixed order; drop (pkg/hubble/metrics/drop/handler.go)
+# labels reason (the DropReason enum name) and protocol. A context value Hubble does not know
+# (world, host, remote node) is the empty string, which Prometheus stores as no label at all.
+# Each node runs a handful of workloads out of its cluster's catalogue; each talks to a few peers,
+# to DNS and to the world, so a node carries roughly 60-200 flow series.
+HUBBLE_CONTEXT = ("source_namespace", "source_workload", "destination_namespace", "destination_workload",
+                  "traffic_direction")
+APP_NAMESPACES = ("payments", "checkout", "catalog", "search", "accounts", "orders", "shipping", "inventory",
+                  "notifications", "analytics", "frontend", "auth")
+APP_WORKLOADS = ("api", "worker", "cache", "db-proxy")
+DNS_PEER = ("kube-system", "coredns")
+NODE_FLOWS = (("Trace", "to-host", "TCP", "ingress"), ("Trace", "from-host", "TCP", "egress"),
+              ("Trace", "from-network", "UDP", "ingress"), ("Trace", "to-network", "TCP", "egress"),
+              ("Trace", "from-stack", "TCP", "egress"))
+
+
+def _workload(ci: int, k: int) -> Tuple[str, str]:
+    n = len(APP_NAMESPACES) * len(APP_WORKLOADS)
+    k = (k + ci * 7) % n
+    return APP_NAMESPACES[k // len(APP_WORKLOADS)], APP_WORKLOADS[k % len(APP_WORKLOADS)]
+
+
+def hubble_conversations(t: Target):
+    """(type, subtype, verdict, protocol, source ns/workload, destination ns/workload, direction) on one node."""
+    n = len(APP_NAMESPACES) * len(APP_WORKLOADS)
+    local = sorted({int(_frac(t.gi, "wl", j) * n) for j in range(6 + t.pick("wl-count", 10))})
+    world = ("", "")
+    out = []
+    for k in local:
+        me = _workload(t.ci, k)
+        peers = [_workload(t.ci, int(_frac(t.ci, k, "peer", j) * n)) for j in range(2 + int(_frac(t.ci, k, "np") * 2))]
+        for p in peers:
+            if p == me:
+                continue
+            out += [("Trace", "to-overlay", "FORWARDED", "TCP", me, p, "egress"),
+                    ("PolicyVerdict", "", "FORWARDED", "TCP", me, p, "egress"),
+                    ("Trace", "to-endpoint", "FORWARDED", "TCP", p, me, "ingress"),
+                    ("PolicyVerdict", "", "FORWARDED", "TCP", p, me, "ingress")]
+        out += [("Trace", "to-endpoint", "FORWARDED", "UDP", me, DNS_PEER, "egress"),
+                ("L7", "DNS", "FORWARDED", "DNS", me, DNS_PEER, "egress"),
+                ("Trace", "to-stack", "FORWARDED", "TCP", me, world, "egress")]
+        if me[1] == "api":
+            out.append(("L7", "HTTP", "FORWARDED", "HTTP", world, me, "ingress"))
+        if _frac(t.ci, k, "denied") < 0.3:  # a peer the policy does not allow
+            bad = _workload(t.ci, k + 5)
+            if bad != me:
+                out += [("PolicyVerdict", "", "DROPPED", "TCP", bad, me, "ingress"),
+                        ("Drop", "", "DROPPED", "TCP", bad, me, "ingress")]
+    for typ, sub, proto, direction in NODE_FLOWS:
+        out.append((typ, sub, "FORWARDED", proto, world, world, direction))
+    return list(dict.fromkeys(out))
+
+
+def _context_pairs(src, dst, direction):
+    values = (src[0], src[1], dst[0], dst[1], direction)
+    return [(k, v) for k, v in zip(HUBBLE_CONTEXT, values) if v]
 
 
 def hubble_flows_processed_total(t: Target):
     stalled = t.is_("flows-stalled", 0.002)
     out = []
-    for i, (typ, sub, verdict) in enumerate(FLOWS):
-        pairs = [("type", typ)] + ([("subtype", sub)] if sub else []) + [("verdict", verdict)]
-        out.append(_s(pairs, 10_000 + i, 0 if stalled else 20 + 5 * i, (), "", "hubble"))
+    for i, (typ, sub, verdict, proto, src, dst, direction) in enumerate(hubble_conversations(t)):
+        pairs = [("protocol", proto), ("type", typ)] + ([("subtype", sub)] if sub else []) + [("verdict", verdict)]
+        pairs += _context_pairs(src, dst, direction)
+        out.append(_s(pairs, 10_000 + 7 * i, 0 if stalled else 1 + (5 * i) % 40, (), "", "hubble"))
+    return out
+
+
+def hubble_drop_total(t: Target):
+    out = []
+    for typ, _sub, verdict, proto, src, dst, direction in hubble_conversations(t):
+        if typ == "Drop":
+            out.append(_s([("protocol", proto), ("reason", "POLICY_DENIED")] + _context_pairs(src, dst, direction),
+                          40, 1, target="hubble"))
+    out.append(_s([("protocol", "UDP"), ("reason", "STALE_OR_UNROUTABLE_IP"), ("traffic_direction", "ingress")], 12, 0,
+                  target="hubble"))
+    if t.is_("ct-full", 0.02):
+        out.append(_s([("protocol", "TCP"), ("reason", "CT_MAP_INSERTION_FAILED"), ("traffic_direction", "egress")], 50,
+                      2 + t.pick("ct-rate", 200), target="hubble"))
     return out
 
 
@@ -753,6 +825,7 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     Family("cilium_version", "gauge", version),
     Family("hubble_lost_events_total", "counter", hubble_lost_events_total),
     Family("hubble_flows_processed_total", "counter", hubble_flows_processed_total),
+    Family("hubble_drop_total", "counter", hubble_drop_total),
     Family("up", "gauge", up_node, up_operator),
     Family("cilium_operator_identity_gc_entries", "gauge", None, op_identity_gc_entries),
     Family("cilium_operator_identity_gc_runs", "gauge", None, op_identity_gc_runs),
@@ -768,6 +841,8 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     Family("cilium_operator_process_start_time_seconds", "gauge", None, op_process_start_time_seconds,
            needs_anchor=True),
 )}
+# Exported by every node whether or not a rule reads them: they size the index as on a real server.
+ALWAYS = ("hubble_flows_processed_total", "hubble_drop_total")
 # Read by the rules' `or` branches, absent in an AWS fleet.
 ABSENT = re.compile(r"^cilium_operator_(azure|alibabacloud)_")
 JOBS = {"agent": ("cilium-agent", 9962), "hubble": ("hubble-metrics", 9965), "operator": ("cilium-operator", 9963)}
@@ -855,6 +930,8 @@ class Plan:
                 fam = _generic_family(name, sels)
                 chosen.setdefault(fam.name, fam)
                 self.generic.append(name)
+        for name in ALWAYS:
+            chosen.setdefault(name, FAMILIES[name])
         self.families = list(chosen.values())
         self.max_window = max([s.window for s in self.selectors] + [LOOKBACK])
         # Global grid: k = 0 .. K; time of sample k of a target with offset o is origin + o + k * step.

@@ -3,6 +3,12 @@
     python benchmarks/rule_cost.py            # 10,000 agent nodes in 20 clusters (about 10 minutes on 2 cores)
     python benchmarks/rule_cost.py --quick    # 1,000 nodes (about 5 minutes)
     python benchmarks/rule_cost.py --quick --also reshaped.yml   # also measure another rule file
+    python benchmarks/rule_cost.py --fleet --nodes 2000          # the whole pack at once (see whole_pack.py)
+
+With --fleet, step 6 below is replaced: every group is loaded together at its own interval (15 s
+by default) and watched for a few minutes, interleaved with phases without rules; the output is
+rule CPU in cores (pack minus no rules), evaluation seconds per cycle, missed iterations,
+recording series per node and the most expensive rules (whole_pack.py has the details).
 
 Method
 ------
@@ -86,6 +92,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import whole_pack  # noqa: E402
 from fleet_tsdb import Fleet, Plan, RulePack, scan_expr  # noqa: E402
 
 DEFAULT_RULES = HERE.parent / "assets" / "prometheus" / "cilium-day2.rules.yml"
@@ -263,7 +270,7 @@ def overlapping(bl):
 
 
 class Prometheus:
-    def __init__(self, binary, tsdb_dir, workdir, interval, children):
+    def __init__(self, binary, tsdb_dir, workdir, interval, children, gomemlimit=None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.rules_path = Path(workdir) / "rules.yml"
@@ -280,7 +287,8 @@ class Prometheus:
         self.proc = children.popen(
             [binary, f"--config.file={cfg}", f"--storage.tsdb.path={tsdb_dir}", "--storage.tsdb.retention.time=30d",
              f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle", "--log.level=info"],
-            stdout=self._log, stderr=subprocess.STDOUT)
+            stdout=self._log, stderr=subprocess.STDOUT,
+            env=dict(os.environ, GOMEMLIMIT=gomemlimit) if gomemlimit else None)
         self.session = requests.Session()
         self.group_file = str(self.rules_path)
 
@@ -526,6 +534,10 @@ def estimate_seconds(series, sample_seconds, step):
     return EVAL_US_PER_SERIES * series / 1e6 + EVAL_NS_PER_SAMPLE * sample_seconds / step / 1e9
 
 
+def one_line(error):
+    return f"{type(error).__name__}: " + " ".join(str(error).split())
+
+
 # -- main ----------------------------------------------------------------------------------------
 
 
@@ -534,11 +546,22 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="1,000 nodes instead of 10,000")
     parser.add_argument("--nodes", type=int, help="agent nodes (default 10,000; 1,000 with --quick)")
     parser.add_argument("--clusters", type=int, default=20, help="clusters the nodes are spread over (default 20)")
-    parser.add_argument("--step", type=int, default=30, help="seconds between samples, the scrape interval (default 30)")
+    parser.add_argument("--fleet", action="store_true",
+                        help="load the whole pack at once at its group intervals and measure Prometheus CPU with it "
+                             "minus CPU with no rules (interleaved), missed iterations, evaluation seconds per cycle, "
+                             "recording series per node and the most expensive rules")
+    parser.add_argument("--rounds", type=int, default=2, help="--fleet: interleaved rounds (default 2)")
+    parser.add_argument("--phase-seconds", type=float, default=120,
+                        help="--fleet: seconds each variant (and the no-rules baseline) is watched per round (default 120)")
+    parser.add_argument("--top", type=int, default=15, help="--fleet: most expensive rules to list (default 15)")
+    parser.add_argument("--gomemlimit", metavar="LIMIT",
+                        help="GOMEMLIMIT for Prometheus (e.g. 12GiB), so that a 10,000-node run stays in memory")
+    parser.add_argument("--step", type=int, help="seconds between samples, the scrape interval (default 30; 15 with --fleet)")
     parser.add_argument("--minutes", type=float, default=DEFAULT_MINUTES,
                         help=f"minutes of samples before the start of each rule window (default {DEFAULT_MINUTES:g})")
-    parser.add_argument("--interval", type=int, default=5,
-                        help="evaluation interval of the group under measurement, seconds (default 5)")
+    parser.add_argument("--interval", type=int,
+                        help="evaluation interval of the group under measurement, seconds (default 5); with --fleet "
+                             "the global evaluation_interval, which groups without their own interval use (default 15)")
     parser.add_argument("--cycles", type=int, help="measured evaluations per group (default 3; 2 above 2,000 nodes)")
     parser.add_argument("--compare-cycles", type=int,
                         help="the same for the inlined and --also variants (default 3; 1 above 2,000 nodes)")
@@ -559,11 +582,25 @@ def main(argv=None):
     parser.add_argument("--save", metavar="FILE", help="also write the results as JSON to FILE")
     args = parser.parse_args(argv)
     nodes = args.nodes or (1_000 if args.quick else 10_000)
+    if nodes < 1 or args.clusters < 1 or args.clusters > nodes:
+        parser.error(f"--nodes {nodes} --clusters {args.clusters}: need at least one node per cluster")
+    if args.fleet and (args.rounds < 1 or args.phase_seconds < 5):
+        parser.error("--fleet needs --rounds 1 or more and --phase-seconds 5 or more")
+    if args.gomemlimit and not re.fullmatch(r"\d+(B|KiB|MiB|GiB|TiB)?", args.gomemlimit):
+        parser.error(f"--gomemlimit {args.gomemlimit!r}: use a Go memory limit such as 12GiB or 8192MiB")
+    args.step = args.step or (15 if args.fleet else 30)
+    args.interval = args.interval or (15 if args.fleet else 5)
+    if args.fleet:
+        args.no_inline = True
     args.cycles = args.cycles or (3 if nodes <= 2_000 else 2)
     args.compare_cycles = args.compare_cycles or (3 if nodes <= 2_000 else 1)
 
     t_start = time.time()
-    pack = RulePack.load(args.rules)
+    try:
+        pack = RulePack.load(args.rules)
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as e:
+        parser.error(f"--rules {args.rules}: not a readable Prometheus rule file ({one_line(e)}); "
+                     "render the pack with `cilium-day2 render` or pass another file")
     variants = [("recorded", pack)]
     if not args.no_inline:
         try:
@@ -574,7 +611,10 @@ def main(argv=None):
             log(f"no inlined variant: {e}")
     for spec in args.also:
         name, _, path = spec.rpartition("=") if "=" in spec and not Path(spec).exists() else ("", "", spec)
-        also = RulePack.load(path)
+        try:
+            also = RulePack.load(path)
+        except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as e:
+            parser.error(f"--also {spec}: not a readable Prometheus rule file ({one_line(e)})")
         if args.also_groups:
             kept = [g for g in also.raw_groups if re.search(args.also_groups, g["name"])]
             if not kept:
@@ -604,8 +644,12 @@ def main(argv=None):
         matched = probe.matched_series()
         reads = {name: series_read(v, matched) for name, v in variants}
         est_eval = {name: {g: estimate_seconds(s, w, args.step) for g, (s, w) in r.items()} for name, r in reads.items()}
-        measure_s = sum(args.interval + 2 + ((args.cycles + 1) if name == "recorded" else args.compare_cycles)
-                        * max(args.interval, 1.2 * t + 0.5) for name, r in est_eval.items() for t in r.values()) + 30
+        if args.fleet:
+            measure_s = 30 + whole_pack.phase_seconds([v for _, v in variants], args.rounds, args.phase_seconds,
+                                                      args.interval)
+        else:
+            measure_s = sum(args.interval + 2 + ((args.cycles + 1) if name == "recorded" else args.compare_cycles)
+                            * max(args.interval, 1.2 * t + 0.5) for name, r in est_eval.items() for t in r.values()) + 30
         slack = 60 + 0.1 * measure_s
         probe = Plan(planning, fleet, anchor=now, end=int(now + measure_s + slack + 60), step=args.step, history=history)
         per_node_series, per_node_samples, _ = probe.estimate()
@@ -641,7 +685,7 @@ def main(argv=None):
 
         # -- Prometheus: start, let it compact ------------------------------------------------------
         t0 = time.time()
-        prom = Prometheus(args.prometheus, tsdb_dir, workdir, args.interval, children)
+        prom = Prometheus(args.prometheus, tsdb_dir, workdir, args.interval, children, args.gomemlimit)
         prom.wait_ready()
         if overlapping(blocks(tsdb_dir)):
             log("waiting for Prometheus to compact the overlapping chunk blocks ...")
@@ -686,6 +730,32 @@ def main(argv=None):
         lag = time.time() - anchor
         sampler = CpuSampler(prom.proc.pid)
         sampler.start()
+        if args.fleet:
+            log(f"measuring the whole pack at once: {args.rounds} round(s) of {args.phase_seconds:.0f}s per variant "
+                f"and with no rules, interleaved (each phase once every group has started) ...")
+            phases = whole_pack.run(prom, sampler, variants, args.rounds, args.phase_seconds, args.interval, log)
+            end_lag = time.time() - plan.end
+            sampler.stopped.set()
+            report = {
+                "mode": "fleet", "nodes": nodes, "clusters": args.clusters, "step": args.step, "interval": args.interval,
+                "rounds": args.rounds, "phase_seconds": args.phase_seconds, "gomemlimit": args.gomemlimit,
+                "series_generated": stats["series"], "series_by_name": stats["by_name"], "samples": stats["lines"],
+                "build_s": t_build, "compaction_s": t_compact, "lag_s": lag, "data_ran_out_s": max(0.0, end_lag),
+                "total_s": time.time() - t_start, "cores": os.cpu_count(),
+                "prometheus": subprocess.run([args.prometheus, "--version"], capture_output=True,
+                                             text=True).stdout.split("\n")[0].split(" (")[0],
+                "fleet": whole_pack.summarize(phases, dict(variants), nodes), "phases": phases,
+            }
+            if args.save:
+                Path(args.save).write_text(json.dumps(report, indent=2, default=str))
+            if args.json:
+                print(json.dumps(report, indent=2, default=str))
+            else:
+                whole_pack.print_report(report, args.top)
+                if report["data_ran_out_s"]:
+                    print(f"# warning: the measurement ran {report['data_ran_out_s']:.0f}s past the end of the data")
+                print(f"\ntotal run time {report['total_s']:.0f}s")
+            return 0
         idle_rate = measure_idle(prom, sampler)
         results, checks = {}, None
         for vname, vpack in variants:
