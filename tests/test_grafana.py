@@ -184,8 +184,8 @@ def test_the_type_check_catches_what_the_schema_does_not_have(tsc):
     del dashboard["panels"][3]["options"]["legend"]["showLegend"]
     dashboard["templating"]["list"][1]["current"] = {}
     dashboard["panels"][1]["notAPanelField"] = 1
-    dashboard["panels"][2]["fieldConfig"]["defaults"]["thresholds"]["mode"] = "absolut"
+    dashboard["panels"][2]["fieldConfig"]["defaults"]["thresholds"]["mode"] = "fraction"
     result = type_check(tsc, dashboard)
     assert result.returncode != 0
-    for needle in ("Type '{}' is missing", "notAPanelField", '"absolut"', "showLegend"):
+    for needle in ("Type '{}' is missing", "notAPanelField", '"fraction"', "showLegend"):
         assert needle in result.stdout, needle
