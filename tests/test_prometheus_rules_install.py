@@ -259,7 +259,11 @@ def test_promtool_annotations_name_the_cluster_from_the_label_or_fall_back_to_ex
                        in ann["description"]
         tests.append({"name": f"cluster {cluster}", "interval": "1m",
                       "input_series": [{"series": f"cilium_operator_ipam_available_ips_per_subnet{{{sel}}}",
-                                        "values": "20x40"}],
+                                        "values": "20x40"},
+                                       # Cilium allocates from this subnet (the signal's activity guard).
+                                       {"series": "cilium_operator_ipam_ip_allocation_ops{" + ",".join(
+                                           f'{k}="{v}"' for k, v in labels.items() if k != "availability_zone") + "}",
+                                        "values": "0+1x40"}],
                       "alert_rule_test": [{"eval_time": "30m", "alertname": sig.alert_name, "exp_alerts": expected}]})
     (tmp_path / "t.yml").write_text(yaml.safe_dump({"rule_files": [str(rules)], "evaluation_interval": "1m",
                                                     "tests": tests}, sort_keys=False, width=200))
