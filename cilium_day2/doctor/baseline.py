@@ -28,6 +28,7 @@ from ..catalog.query import Changes, Delta, Evaluator, Increase, Quantile, Rate,
 from ..errors import UserError
 from ..userfiles import read_text
 from .findings import ACTION, BLOCK, INFO, REGRESSION, GateFinding
+from .units import format_value
 
 KIND = "cilium-day2-baseline"
 VERSION = 1
@@ -142,15 +143,7 @@ def load(path: str) -> dict:
 
 
 def fmt(value, unit) -> str:
-    if value is None:
-        return "none"
-    if unit == "per_second":
-        return f"{value:.3g}/s"
-    if unit == "seconds":
-        return f"{value:.3g}s"
-    if unit == "factor":
-        return f"{value:.3g}x"
-    return f"{value:.3g}"
+    return "none" if value is None else format_value(value, unit)
 
 
 def _bounds(signal) -> List[float]:

@@ -40,6 +40,7 @@ from .. import metrics
 from . import gate
 from . import transport as transports
 from .applicability import FEATURE_FAMILIES, NOT_APPLICABLE, mark_not_applicable
+from .units import format_value
 from ..exposition import body
 from ..errors import UserError
 from ..catalog.evaluate import CRITICAL, NO_DATA, OK, PARTIAL, WARNING, evaluate_catalog, overall
@@ -566,24 +567,6 @@ def _progress_printer(stream, n_endpoints):
 
 
 # --- report ----------------------------------------------------------------------------------
-
-
-def format_value(value, unit):
-    if value is None:
-        return "-"
-    if isinstance(value, float) and (math.isinf(value) or math.isnan(value)):
-        return str(value)
-    if unit == "per_second":
-        return f"{value:.3g}/s"
-    if unit == "seconds":
-        return f"{value:.3g}s"
-    if unit == "ratio":
-        return f"{value:.3g}"
-    if unit == "factor":
-        return f"{value:.3g}x"
-    if unit in ("count", "bool"):
-        return f"{value:.0f}" if abs(value - round(value)) < 1e-9 or abs(value) >= 100 else f"{value:.3g}"
-    return f"{value:.3g}"
 
 
 def format_threshold(finding):
