@@ -16,6 +16,16 @@ def make_check(instance):
     return CiliumDay2Check("cilium_day2", {}, [instance])
 
 
+def run_check_on_every_fixture(metrics_server, dd_run_check):
+    """One check run per fixture exposition (agent, operator, Hubble), each served over HTTP."""
+    option = {"agent": "agent_endpoint", "operator": "operator_endpoint", "hubble": "hubble_endpoint"}
+    fixtures = [("agent", f) for f in AGENT_FIXTURES] + [("operator", f) for f in OPERATOR_FIXTURES]
+    fixtures += [("hubble", f) for f in HUBBLE_FIXTURES]
+    for i, (component, name) in enumerate(fixtures):
+        url = metrics_server.serve_fixture(f"/{i}/metrics", name)
+        dd_run_check(make_check({option[component]: url}))
+
+
 def family_samples(text):
     """{raw family name as exposed: [label dicts]}, keyed by both `x` and `x_total` for counters."""
     found = {}

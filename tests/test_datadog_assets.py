@@ -14,7 +14,7 @@ from datadog_api_client.v1.model.monitor import Monitor
 from cilium_day2.render import datadog as render
 from cilium_day2.catalog import load_catalog
 
-from .common import AGENT_FIXTURES, HUBBLE_FIXTURES, OPERATOR_FIXTURES, make_check, submitted
+from .common import run_check_on_every_fixture, submitted
 
 ROOT = Path(__file__).resolve().parents[1]
 MONITORS = sorted((ROOT / render.MONITOR_DIR).glob("*.json"))
@@ -182,11 +182,6 @@ def test_every_service_check_monitored_exists():
 
 
 def test_every_queried_metric_is_submitted_by_the_check_on_the_fixtures(metrics_server, aggregator, dd_run_check):
-    option = {"agent": "agent_endpoint", "operator": "operator_endpoint", "hubble": "hubble_endpoint"}
-    fixtures = [("agent", f) for f in AGENT_FIXTURES] + [("operator", f) for f in OPERATOR_FIXTURES]
-    fixtures += [("hubble", f) for f in HUBBLE_FIXTURES]
-    for i, (component, name) in enumerate(fixtures):
-        url = metrics_server.serve_fixture(f"/{i}/metrics", name)
-        dd_run_check(make_check({option[component]: url}))
+    run_check_on_every_fixture(metrics_server, dd_run_check)
     missing = sorted(name for name in queried_metrics() if not submitted(aggregator, name))
     assert not missing, f"queried by monitors/dashboard but never submitted on the fixtures: {missing}"

@@ -76,14 +76,9 @@ def _queried_metrics():
 def test_metadata_agrees_with_what_the_check_submits_and_the_assets_query(metrics_server, aggregator, dd_run_check):
     from datadog_checks.dev.utils import get_metadata_metrics
 
-    from .common import AGENT_FIXTURES, HUBBLE_FIXTURES, OPERATOR_FIXTURES, make_check
+    from .common import run_check_on_every_fixture
 
-    option = {"agent": "agent_endpoint", "operator": "operator_endpoint", "hubble": "hubble_endpoint"}
-    fixtures = [("agent", f) for f in AGENT_FIXTURES] + [("operator", f) for f in OPERATOR_FIXTURES]
-    fixtures += [("hubble", f) for f in HUBBLE_FIXTURES]
-    for i, (component, name) in enumerate(fixtures):
-        url = metrics_server.serve_fixture(f"/{i}/metrics", name)
-        dd_run_check(make_check({option[component]: url}))
+    run_check_on_every_fixture(metrics_server, dd_run_check)
 
     metadata = get_metadata_metrics()
     # Every metric submitted is in metadata.csv with its type (integrations-core's own assertion).
