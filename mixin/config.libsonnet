@@ -9,6 +9,12 @@
     "runbook_base_url": "",
     "alert_labels": {},
     "max_rules_per_group": 20,
+    "scrape_interval": "15s",
+    "rule_intervals": {
+      "0s": "1m",
+      "15m": "2m",
+      "30m": "5m"
+    },
     "signals": {
       "bpf_map_pressure": {
         "enabled": true,

@@ -144,24 +144,43 @@ local g(spec, v) = if v == 0 then '0' else std.format(spec, v);
       units, { chunks: [], current: [] });
     st.chunks + (if std.length(st.current) > 0 then [st.current] else []),
 
-  // render.prometheus.prometheus_groups (without shards).
+  // catalog.model.Settings.rule_interval: the tier of the largest window not above the
+  // signal's, capped at its `for` and `keep_firing_for`, at least the scrape interval.
+  interval(c, window, hold, keep)::
+    local tiers = std.sort([{ at: $.seconds(k), iv: $.seconds(c.rule_intervals[k]) } for k in std.objectFields(c.rule_intervals)],
+                           function(t) t.at);
+    local fit = [t.iv for t in tiers if window >= t.at];
+    local base = if std.length(fit) > 0 then fit[std.length(fit) - 1] else tiers[0].iv;
+    local capped = std.foldl(function(iv, cap) if cap > 0 && cap < iv then cap else iv, [hold, keep], base);
+    std.max(capped, $.seconds(c.scrape_interval)),
+
+  // render.prometheus.prometheus_groups (without shards): per area, one group per pace.
   groups(c, compiled, m)::
     local on(id) = c.signals[id].enabled;
     local hold(id) = $.seconds(c.signals[id]['for']);
     local keep(id) = $.seconds(c.signals[id].keep_firing_for);
+    local pace(id) = $.interval(c, $.seconds(c.signals[id].window), hold(id), keep(id));
     local unit(id) = [$.finish(c, $.rule(r, m), hold(id), keep(id)) for r in compiled.signals[id].rules];
     local ups = [id for a in compiled.areas for id in a.signals if on(id) && compiled.signals[id].up_target != null];
     local targets = if std.length(ups) == 0 then [] else [{
       id: 'targets',
+      every: std.foldl(std.min, [pace(id) for id in ups], pace(ups[0])),
       units: [[$.rule(r, m) for r in compiled.targets.records]
               + [$.finish(c, $.rule(r, m), hold(r.labels.signal), 0)
                  for r in compiled.targets.alerts if std.member(ups, r.labels.signal)]],
     }];
-    local areas = [{ id: a.id, units: [unit(id) for id in a.signals if on(id)] } for a in compiled.areas];
+    local areas = std.flattenArrays([
+      local ids = [id for id in a.signals if on(id)];
+      [{ id: a.id, every: p, units: [unit(id) for id in ids if pace(id) == p] } for p in std.set([pace(id) for id in ids])]
+      for a in compiled.areas
+    ]);
     std.flattenArrays([
-      local chunks = $.pack(a.units, c.max_rules_per_group, 'area ' + a.id);
+      local every = $.formatDuration(a.every);
+      local chunks = $.pack(a.units, c.max_rules_per_group, 'area %s (every %s)' % [a.id, every]);
       [{
-        name: 'cilium-day2-' + std.strReplace(a.id, '_', '-') + (if std.length(chunks) > 1 then '-%d' % (i + 1) else ''),
+        name: 'cilium-day2-' + std.strReplace(a.id, '_', '-') + '-' + every
+              + (if std.length(chunks) > 1 then '-%d' % (i + 1) else ''),
+        interval: every,
         rules: $.hoisted(chunks[i]),
       } for i in std.range(0, std.length(chunks) - 1)]
       for a in areas + targets if std.length(a.units) > 0

@@ -3556,7 +3556,7 @@
     {
      "record": "ǂ0ǂ_ǂ1ǂ_map_name:cilium_day2_bpf_map_pressure:value",
      "expr": [
-      "max by (ǂ0ǂ, ǂ1ǂ, map_name) (cilium_bpf_map_pressure)"
+      "(max by (ǂ0ǂ, ǂ1ǂ, map_name) (cilium_bpf_map_pressure)) > ǂ62ǂ"
      ]
     },
     {
@@ -3600,7 +3600,7 @@
     {
      "record": "ǂ0ǂ_ǂ1ǂ_map_name_operation:cilium_day2_bpf_map_ops_failing:rateǂ6ǂ",
      "expr": [
-      "sum by (ǂ0ǂ, ǂ1ǂ, map_name, operation) (max without (prometheus_replica, replica) ((rate(cilium_bpf_map_ops_total{outcome=\"fail\"}[ǂ6ǂ]) and cilium_bpf_map_ops_total{outcome=\"fail\"} offset ǂ6ǂ) or ((cilium_bpf_map_ops_total{outcome=\"fail\"} unless cilium_bpf_map_ops_total{outcome=\"fail\"} offset ǂ6ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ2ǂ\"} offset ǂ6ǂ)) / 300))"
+      "(sum by (ǂ0ǂ, ǂ1ǂ, map_name, operation) (max without (prometheus_replica, replica) ((rate(cilium_bpf_map_ops_total{outcome=\"fail\"}[ǂ6ǂ]) and cilium_bpf_map_ops_total{outcome=\"fail\"} offset ǂ6ǂ) or ((cilium_bpf_map_ops_total{outcome=\"fail\"} unless cilium_bpf_map_ops_total{outcome=\"fail\"} offset ǂ6ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ2ǂ\"} offset ǂ6ǂ)) / 300))) > ǂ66ǂ"
      ]
     },
     {
@@ -3642,9 +3642,15 @@
   "bpf_map_ops_failing_sustained": {
    "rules": [
     {
+     "record": "ǂ0ǂ_ǂ1ǂ_map_name_operation:cilium_day2_bpf_map_ops_failing_sustained:increaseǂ7ǂ",
+     "expr": [
+      "(sum by (ǂ0ǂ, ǂ1ǂ, map_name, operation) (max without (prometheus_replica, replica) ((increase(cilium_bpf_map_ops_total{outcome=\"fail\"}[ǂ7ǂ]) and cilium_bpf_map_ops_total{outcome=\"fail\"} offset ǂ7ǂ) or (cilium_bpf_map_ops_total{outcome=\"fail\"} unless cilium_bpf_map_ops_total{outcome=\"fail\"} offset ǂ7ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ2ǂ\"} offset ǂ7ǂ)))) > ǂ70ǂ"
+     ]
+    },
+    {
      "alert": "CiliumBpfMapOpsFailingSustained",
      "expr": [
-      "sum by (ǂ0ǂ, ǂ1ǂ, map_name, operation) (max without (prometheus_replica, replica) ((increase(cilium_bpf_map_ops_total{outcome=\"fail\"}[ǂ7ǂ]) and cilium_bpf_map_ops_total{outcome=\"fail\"} offset ǂ7ǂ) or (cilium_bpf_map_ops_total{outcome=\"fail\"} unless cilium_bpf_map_ops_total{outcome=\"fail\"} offset ǂ7ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ2ǂ\"} offset ǂ7ǂ))) > ǂ70ǂ"
+      "ǂ0ǂ_ǂ1ǂ_map_name_operation:cilium_day2_bpf_map_ops_failing_sustained:increaseǂ7ǂ > ǂ70ǂ"
      ],
      "labels": {
       "severity": "warning",
@@ -3666,7 +3672,7 @@
     {
      "record": "ǂ0ǂ_ǂ1ǂ_reason:cilium_day2_datapath_capacity_drops:rateǂ8ǂ",
      "expr": [
-      "sum by (ǂ0ǂ, ǂ1ǂ, reason) (max without (prometheus_replica, replica) ((rate(cilium_drop_count_total{reason=~\"CT: Map insertion failed|No mapping for NAT masquerade|Failed to insert into proxymap\"}[ǂ8ǂ]) and cilium_drop_count_total{reason=~\"CT: Map insertion failed|No mapping for NAT masquerade|Failed to insert into proxymap\"} offset ǂ8ǂ) or ((cilium_drop_count_total{reason=~\"CT: Map insertion failed|No mapping for NAT masquerade|Failed to insert into proxymap\"} unless cilium_drop_count_total{reason=~\"CT: Map insertion failed|No mapping for NAT masquerade|Failed to insert into proxymap\"} offset ǂ8ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ2ǂ\"} offset ǂ8ǂ)) / 300))"
+      "(sum by (ǂ0ǂ, ǂ1ǂ, reason) (max without (prometheus_replica, replica) ((rate(cilium_drop_count_total{reason=~\"CT: Map insertion failed|No mapping for NAT masquerade|Failed to insert into proxymap\"}[ǂ8ǂ]) and cilium_drop_count_total{reason=~\"CT: Map insertion failed|No mapping for NAT masquerade|Failed to insert into proxymap\"} offset ǂ8ǂ) or ((cilium_drop_count_total{reason=~\"CT: Map insertion failed|No mapping for NAT masquerade|Failed to insert into proxymap\"} unless cilium_drop_count_total{reason=~\"CT: Map insertion failed|No mapping for NAT masquerade|Failed to insert into proxymap\"} offset ǂ8ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ2ǂ\"} offset ǂ8ǂ)) / 300))) > ǂ72ǂ"
      ]
     },
     {
@@ -3710,7 +3716,7 @@
     {
      "record": "ǂ0ǂ_ǂ1ǂ:cilium_day2_conntrack_gc_incomplete:increaseǂ9ǂ",
      "expr": [
-      "sum by (ǂ0ǂ, ǂ1ǂ) (max without (prometheus_replica, replica) ((increase(cilium_datapath_conntrack_gc_runs_total{status=\"uncompleted\"}[ǂ9ǂ]) and cilium_datapath_conntrack_gc_runs_total{status=\"uncompleted\"} offset ǂ9ǂ) or (cilium_datapath_conntrack_gc_runs_total{status=\"uncompleted\"} unless cilium_datapath_conntrack_gc_runs_total{status=\"uncompleted\"} offset ǂ9ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ2ǂ\"} offset ǂ9ǂ)))"
+      "(sum by (ǂ0ǂ, ǂ1ǂ) (max without (prometheus_replica, replica) ((increase(cilium_datapath_conntrack_gc_runs_total{status=\"uncompleted\"}[ǂ9ǂ]) and cilium_datapath_conntrack_gc_runs_total{status=\"uncompleted\"} offset ǂ9ǂ) or (cilium_datapath_conntrack_gc_runs_total{status=\"uncompleted\"} unless cilium_datapath_conntrack_gc_runs_total{status=\"uncompleted\"} offset ǂ9ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ2ǂ\"} offset ǂ9ǂ)))) > ǂ76ǂ"
      ]
     },
     {
@@ -3754,7 +3760,7 @@
     {
      "record": "ǂ0ǂ_ǂ1ǂ:cilium_day2_conntrack_gc_outlier:outlierǂ10ǂ",
      "expr": [
-      "(",
+      "((",
       {
        "leaf": "sum by (ǂ0ǂ, ǂ1ǂ) (max without (prometheus_replica, replica) (max_over_time(cilium_datapath_conntrack_gc_entries{status=\"deleted\"}[ǂ10ǂ])))",
        "name": "ǂ0ǂ_ǂ1ǂ:cilium_datapath_conntrack_gc_entries_deleted:max_over_timeǂ10ǂ"
@@ -3769,7 +3775,7 @@
        "leaf": "sum by (ǂ0ǂ, ǂ1ǂ) (max without (prometheus_replica, replica) (max_over_time(cilium_datapath_conntrack_gc_entries{status=\"deleted\"}[ǂ10ǂ])))",
        "name": "ǂ0ǂ_ǂ1ǂ:cilium_datapath_conntrack_gc_entries_deleted:max_over_timeǂ10ǂ"
       },
-      " >= ǂ12ǂ)"
+      " >= ǂ12ǂ)) > ǂ80ǂ"
      ]
     },
     {
@@ -3813,7 +3819,7 @@
     {
      "record": "ǂ0ǂ_ǂ1ǂ_type:cilium_day2_ipcache_errors:rateǂ13ǂ",
      "expr": [
-      "sum by (ǂ0ǂ, ǂ1ǂ, type) (max without (prometheus_replica, replica) ((rate(cilium_ipcache_errors_total[ǂ13ǂ]) and cilium_ipcache_errors_total offset ǂ13ǂ) or ((cilium_ipcache_errors_total unless cilium_ipcache_errors_total offset ǂ13ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ2ǂ\"} offset ǂ13ǂ)) / 600))"
+      "(sum by (ǂ0ǂ, ǂ1ǂ, type) (max without (prometheus_replica, replica) ((rate(cilium_ipcache_errors_total[ǂ13ǂ]) and cilium_ipcache_errors_total offset ǂ13ǂ) or ((cilium_ipcache_errors_total unless cilium_ipcache_errors_total offset ǂ13ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ2ǂ\"} offset ǂ13ǂ)) / 600))) > ǂ84ǂ"
      ]
     },
     {
@@ -3857,7 +3863,7 @@
     {
      "record": "ǂ0ǂ:cilium_day2_identity_cluster_usage:ratioǂ14ǂ",
      "expr": [
-      "max by (ǂ0ǂ) (cilium_operator_identity_gc_entries{status=\"alive\"}) / 65280"
+      "(max by (ǂ0ǂ) (cilium_operator_identity_gc_entries{status=\"alive\"}) / 65280) > ǂ88ǂ"
      ]
     },
     {
@@ -3901,7 +3907,7 @@
     {
      "record": "ǂ0ǂ_ǂ1ǂ:cilium_day2_identity_node_local_usage:ratioǂ15ǂ",
      "expr": [
-      "max by (ǂ0ǂ, ǂ1ǂ) (cilium_identity{type=\"node_local\"}) / 65535"
+      "(max by (ǂ0ǂ, ǂ1ǂ) (cilium_identity{type=\"node_local\"}) / 65535) > ǂ92ǂ"
      ]
     },
     {
@@ -3945,7 +3951,7 @@
     {
      "record": "ǂ0ǂ:cilium_day2_identity_churn:ratioǂ16ǂ",
      "expr": [
-      "max by (ǂ0ǂ) (cilium_operator_identity_gc_entries{status=\"deleted\"}) / clamp_min(max by (ǂ0ǂ) (cilium_operator_identity_gc_entries{status=\"alive\"}), ǂ17ǂ)"
+      "(max by (ǂ0ǂ) (cilium_operator_identity_gc_entries{status=\"deleted\"}) / clamp_min(max by (ǂ0ǂ) (cilium_operator_identity_gc_entries{status=\"alive\"}), ǂ17ǂ)) > ǂ96ǂ"
      ]
     },
     {
@@ -3989,10 +3995,12 @@
     {
      "record": "ǂ0ǂ:cilium_day2_identity_growth:deltaǂ18ǂ",
      "expr": [
+      "(",
       {
        "leaf": "max by (ǂ0ǂ) (delta(cilium_operator_identity_gc_entries{status=\"alive\"}[ǂ18ǂ]))",
        "name": "ǂ0ǂ:cilium_operator_identity_gc_entries_alive:max_deltaǂ18ǂ"
-      }
+      },
+      ") > ǂ100ǂ"
      ]
     },
     {
@@ -4036,10 +4044,12 @@
     {
      "record": "ǂ0ǂ:cilium_day2_identity_gc_failing:deltaǂ19ǂ",
      "expr": [
+      "(",
       {
        "leaf": "max by (ǂ0ǂ) (delta(cilium_operator_identity_gc_runs{outcome=\"fail\"}[ǂ19ǂ]))",
        "name": "ǂ0ǂ:cilium_operator_identity_gc_runs_fail:max_deltaǂ19ǂ"
-      }
+      },
+      ") > ǂ104ǂ"
      ]
     },
     {
@@ -4083,7 +4093,7 @@
     {
      "record": "ǂ0ǂ:cilium_day2_identity_gc_slow:value",
      "expr": [
-      "max by (ǂ0ǂ) (cilium_operator_identity_gc_latency)"
+      "(max by (ǂ0ǂ) (cilium_operator_identity_gc_latency)) > ǂ108ǂ"
      ]
     },
     {
@@ -4125,18 +4135,20 @@
   "kvstore_latency_p99": {
    "rules": [
     {
-     "alert": "CiliumKvstoreLatencyP99",
+     "record": "ǂ0ǂ_action:cilium_day2_kvstore_latency_p99:quantileǂ21ǂ",
      "expr": [
+      "(histogram_quantile(0.99, ",
       {
-       "leaf": "sum by (ǂ0ǂ, action) (rate(cilium_kvstore_operations_duration_seconds_bucket{le=~\"ǂ112ǂ\"}[ǂ21ǂ]))",
+       "leaf": "sum by (ǂ0ǂ, action, le) (rate(cilium_kvstore_operations_duration_seconds_bucket{le=~\"ǂ112ǂ|ǂ113ǂ|10|10\\\\.0|\\\\+Inf\"}[ǂ21ǂ]))",
        "name": null
       },
-      " / ",
-      {
-       "leaf": "sum by (ǂ0ǂ, action) (rate(cilium_kvstore_operations_duration_seconds_count[ǂ21ǂ]))",
-       "name": "ǂ0ǂ_action:cilium_kvstore_operations_duration_seconds_count:rateǂ21ǂ"
-      },
-      " < 0.99"
+      ")) > ǂ114ǂ"
+     ]
+    },
+    {
+     "alert": "CiliumKvstoreLatencyP99",
+     "expr": [
+      "ǂ0ǂ_action:cilium_day2_kvstore_latency_p99:quantileǂ21ǂ > ǂ114ǂ"
      ],
      "labels": {
       "severity": "warning",
@@ -4145,23 +4157,14 @@
      },
      "annotations": {
       "summary": "KVStore operations slow in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "KVStore operations slow in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (action={{ $labels.action }}): the p99 latency is above ǂ113ǂ, the warning threshold: only {{ $value | humanizePercentage }} of the observations took ǂ113ǂ or less, where 99% should. The 99th percentile of kvstore (etcd) operations is high. Identity allocation, node and service propagation slow down: pods wait for identities and policy updates lag.",
+      "description": "KVStore operations slow in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (action={{ $labels.action }}): the p99 latency is above ǂ115ǂ, the warning threshold (estimated at {{ $value | humanizeDuration }} from the buckets at the thresholds). The 99th percentile of kvstore (etcd) operations is high. Identity allocation, node and service propagation slow down: pods wait for identities and policy updates lag.",
       "runbook": "Check etcd itself (disk fsync latency, leader changes, database size) and the network from the agents. Compare with kvstore QPS: a burst of operations after an upgrade or a leader change can saturate etcd or hit a client QPS limit."
      }
     },
     {
      "alert": "CiliumKvstoreLatencyP99",
      "expr": [
-      {
-       "leaf": "sum by (ǂ0ǂ, action) (rate(cilium_kvstore_operations_duration_seconds_bucket{le=~\"ǂ114ǂ\"}[ǂ21ǂ]))",
-       "name": null
-      },
-      " / ",
-      {
-       "leaf": "sum by (ǂ0ǂ, action) (rate(cilium_kvstore_operations_duration_seconds_count[ǂ21ǂ]))",
-       "name": "ǂ0ǂ_action:cilium_kvstore_operations_duration_seconds_count:rateǂ21ǂ"
-      },
-      " < 0.99"
+      "ǂ0ǂ_action:cilium_day2_kvstore_latency_p99:quantileǂ21ǂ > ǂ116ǂ"
      ],
      "labels": {
       "severity": "critical",
@@ -4170,7 +4173,7 @@
      },
      "annotations": {
       "summary": "KVStore operations slow in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "KVStore operations slow in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (action={{ $labels.action }}): the p99 latency is above ǂ115ǂ, the critical threshold: only {{ $value | humanizePercentage }} of the observations took ǂ115ǂ or less, where 99% should. The 99th percentile of kvstore (etcd) operations is high. Identity allocation, node and service propagation slow down: pods wait for identities and policy updates lag.",
+      "description": "KVStore operations slow in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (action={{ $labels.action }}): the p99 latency is above ǂ117ǂ, the critical threshold (estimated at {{ $value | humanizeDuration }} from the buckets at the thresholds). The 99th percentile of kvstore (etcd) operations is high. Identity allocation, node and service propagation slow down: pods wait for identities and policy updates lag.",
       "runbook": "Check etcd itself (disk fsync latency, leader changes, database size) and the network from the agents. Compare with kvstore QPS: a burst of operations after an upgrade or a leader change can saturate etcd or hit a client QPS limit."
      }
     }
@@ -4183,6 +4186,7 @@
     {
      "record": "ǂ0ǂ_action:cilium_day2_kvstore_error_ratio:ratioǂ22ǂ",
      "expr": [
+      "(",
       {
        "leaf": "sum by (ǂ0ǂ, action) (rate(cilium_kvstore_operations_duration_seconds_count{outcome!~\"success\"}[ǂ22ǂ]))",
        "name": null
@@ -4191,13 +4195,14 @@
       {
        "leaf": "sum by (ǂ0ǂ, action) (rate(cilium_kvstore_operations_duration_seconds_count[ǂ22ǂ]))",
        "name": "ǂ0ǂ_action:cilium_kvstore_operations_duration_seconds_count:rateǂ22ǂ"
-      }
+      },
+      ") > ǂ118ǂ"
      ]
     },
     {
      "alert": "CiliumKvstoreErrorRatio",
      "expr": [
-      "ǂ0ǂ_action:cilium_day2_kvstore_error_ratio:ratioǂ22ǂ > ǂ116ǂ"
+      "ǂ0ǂ_action:cilium_day2_kvstore_error_ratio:ratioǂ22ǂ > ǂ118ǂ"
      ],
      "labels": {
       "severity": "warning",
@@ -4206,14 +4211,14 @@
      },
      "annotations": {
       "summary": "KVStore operations failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "KVStore operations failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (action={{ $labels.action }}): {{ $value | humanizePercentage }} is above the warning threshold of ǂ117ǂ. A share of kvstore operations fails. Identities, nodes and services stop propagating between agents and clusters.",
+      "description": "KVStore operations failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (action={{ $labels.action }}): {{ $value | humanizePercentage }} is above the warning threshold of ǂ119ǂ. A share of kvstore operations fails. Identities, nodes and services stop propagating between agents and clusters.",
       "runbook": "Check etcd health and quorum, certificates and the agents' connectivity to etcd. Look at the quorum-error and sync-error signals for the same period."
      }
     },
     {
      "alert": "CiliumKvstoreErrorRatio",
      "expr": [
-      "ǂ0ǂ_action:cilium_day2_kvstore_error_ratio:ratioǂ22ǂ > ǂ118ǂ"
+      "ǂ0ǂ_action:cilium_day2_kvstore_error_ratio:ratioǂ22ǂ > ǂ120ǂ"
      ],
      "labels": {
       "severity": "critical",
@@ -4222,7 +4227,7 @@
      },
      "annotations": {
       "summary": "KVStore operations failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "KVStore operations failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (action={{ $labels.action }}): {{ $value | humanizePercentage }} is above the critical threshold of ǂ119ǂ. A share of kvstore operations fails. Identities, nodes and services stop propagating between agents and clusters.",
+      "description": "KVStore operations failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (action={{ $labels.action }}): {{ $value | humanizePercentage }} is above the critical threshold of ǂ121ǂ. A share of kvstore operations fails. Identities, nodes and services stop propagating between agents and clusters.",
       "runbook": "Check etcd health and quorum, certificates and the agents' connectivity to etcd. Look at the quorum-error and sync-error signals for the same period."
      }
     }
@@ -4235,13 +4240,13 @@
     {
      "record": "ǂ0ǂ:cilium_day2_kvstore_quorum_errors:increaseǂ23ǂ",
      "expr": [
-      "sum by (ǂ0ǂ) (max without (prometheus_replica, replica) ((increase(cilium_kvstore_quorum_errors_total[ǂ23ǂ]) and cilium_kvstore_quorum_errors_total offset ǂ23ǂ) or (cilium_kvstore_quorum_errors_total unless cilium_kvstore_quorum_errors_total offset ǂ23ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ2ǂ\"} offset ǂ23ǂ)))"
+      "(sum by (ǂ0ǂ) (max without (prometheus_replica, replica) ((increase(cilium_kvstore_quorum_errors_total[ǂ23ǂ]) and cilium_kvstore_quorum_errors_total offset ǂ23ǂ) or (cilium_kvstore_quorum_errors_total unless cilium_kvstore_quorum_errors_total offset ǂ23ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ2ǂ\"} offset ǂ23ǂ)))) > ǂ122ǂ"
      ]
     },
     {
      "alert": "CiliumKvstoreQuorumErrors",
      "expr": [
-      "ǂ0ǂ:cilium_day2_kvstore_quorum_errors:increaseǂ23ǂ > ǂ120ǂ"
+      "ǂ0ǂ:cilium_day2_kvstore_quorum_errors:increaseǂ23ǂ > ǂ122ǂ"
      ],
      "labels": {
       "severity": "warning",
@@ -4250,14 +4255,14 @@
      },
      "annotations": {
       "summary": "KVStore quorum errors in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "KVStore quorum errors in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the warning threshold of ǂ121ǂ. Agents report that etcd has no quorum or does not answer health checks. The article saw a kvstore availability problem turn into a deadlock, health-check failures and widespread pod restarts.",
+      "description": "KVStore quorum errors in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the warning threshold of ǂ123ǂ. Agents report that etcd has no quorum or does not answer health checks. The article saw a kvstore availability problem turn into a deadlock, health-check failures and widespread pod restarts.",
       "runbook": "Check etcd membership and leader elections, then the agents' path to etcd. If agents start restarting, stabilize etcd first; restarting agents adds load."
      }
     },
     {
      "alert": "CiliumKvstoreQuorumErrors",
      "expr": [
-      "ǂ0ǂ:cilium_day2_kvstore_quorum_errors:increaseǂ23ǂ > ǂ122ǂ"
+      "ǂ0ǂ:cilium_day2_kvstore_quorum_errors:increaseǂ23ǂ > ǂ124ǂ"
      ],
      "labels": {
       "severity": "critical",
@@ -4266,7 +4271,7 @@
      },
      "annotations": {
       "summary": "KVStore quorum errors in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "KVStore quorum errors in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the critical threshold of ǂ123ǂ. Agents report that etcd has no quorum or does not answer health checks. The article saw a kvstore availability problem turn into a deadlock, health-check failures and widespread pod restarts.",
+      "description": "KVStore quorum errors in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the critical threshold of ǂ125ǂ. Agents report that etcd has no quorum or does not answer health checks. The article saw a kvstore availability problem turn into a deadlock, health-check failures and widespread pod restarts.",
       "runbook": "Check etcd membership and leader elections, then the agents' path to etcd. If agents start restarting, stabilize etcd first; restarting agents adds load."
      }
     }
@@ -4279,16 +4284,18 @@
     {
      "record": "ǂ0ǂ:cilium_day2_kvstore_qps:rateǂ24ǂ",
      "expr": [
+      "(",
       {
        "leaf": "sum by (ǂ0ǂ) (max without (prometheus_replica, replica) (rate(cilium_kvstore_operations_duration_seconds_count[ǂ24ǂ])))",
        "name": "ǂ0ǂ:cilium_kvstore_operations_duration_seconds_count:rateǂ24ǂ"
-      }
+      },
+      ") > ǂ126ǂ"
      ]
     },
     {
      "alert": "CiliumKvstoreQps",
      "expr": [
-      "ǂ0ǂ:cilium_day2_kvstore_qps:rateǂ24ǂ > ǂ124ǂ"
+      "ǂ0ǂ:cilium_day2_kvstore_qps:rateǂ24ǂ > ǂ126ǂ"
      ],
      "labels": {
       "severity": "warning",
@@ -4297,14 +4304,14 @@
      },
      "annotations": {
       "summary": "KVStore request rate above the configured budget in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "KVStore request rate above the configured budget in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }}/s is above the warning threshold of ǂ125ǂ. Agents send more kvstore requests per second than the budget you set for this cluster. Cilium has no QPS counter: this is the rate of the operations histogram's count. The article saw QPS limits and bursts during upgrades and leader changes drive GC latency up.",
+      "description": "KVStore request rate above the configured budget in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }}/s is above the warning threshold of ǂ127ǂ. Agents send more kvstore requests per second than the budget you set for this cluster. Cilium has no QPS counter: this is the rate of the operations histogram's count. The article saw QPS limits and bursts during upgrades and leader changes drive GC latency up.",
       "runbook": "Find what drives the requests (rollouts, identity churn, node churn). Either raise the etcd capacity and the client QPS limit together, or slow down the churn."
      }
     },
     {
      "alert": "CiliumKvstoreQps",
      "expr": [
-      "ǂ0ǂ:cilium_day2_kvstore_qps:rateǂ24ǂ > ǂ126ǂ"
+      "ǂ0ǂ:cilium_day2_kvstore_qps:rateǂ24ǂ > ǂ128ǂ"
      ],
      "labels": {
       "severity": "critical",
@@ -4313,7 +4320,7 @@
      },
      "annotations": {
       "summary": "KVStore request rate above the configured budget in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "KVStore request rate above the configured budget in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }}/s is above the critical threshold of ǂ127ǂ. Agents send more kvstore requests per second than the budget you set for this cluster. Cilium has no QPS counter: this is the rate of the operations histogram's count. The article saw QPS limits and bursts during upgrades and leader changes drive GC latency up.",
+      "description": "KVStore request rate above the configured budget in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }}/s is above the critical threshold of ǂ129ǂ. Agents send more kvstore requests per second than the budget you set for this cluster. Cilium has no QPS counter: this is the rate of the operations histogram's count. The article saw QPS limits and bursts during upgrades and leader changes drive GC latency up.",
       "runbook": "Find what drives the requests (rollouts, identity churn, node churn). Either raise the etcd capacity and the client QPS limit together, or slow down the churn."
      }
     }
@@ -4324,18 +4331,20 @@
   "kvstore_events_queue_p99": {
    "rules": [
     {
-     "alert": "CiliumKvstoreEventsQueueP99",
+     "record": "ǂ0ǂ_scope:cilium_day2_kvstore_events_queue_p99:quantileǂ25ǂ",
      "expr": [
+      "(histogram_quantile(0.99, ",
       {
-       "leaf": "sum by (ǂ0ǂ, scope) (rate(cilium_kvstore_events_queue_seconds_bucket{le=~\"ǂ128ǂ\"}[ǂ25ǂ]))",
+       "leaf": "sum by (ǂ0ǂ, scope, le) (rate(cilium_kvstore_events_queue_seconds_bucket{le=~\"ǂ130ǂ|ǂ131ǂ|1|1\\\\.0|\\\\+Inf\"}[ǂ25ǂ]))",
        "name": null
       },
-      " / ",
-      {
-       "leaf": "sum by (ǂ0ǂ, scope) (rate(cilium_kvstore_events_queue_seconds_count[ǂ25ǂ]))",
-       "name": "ǂ0ǂ_scope:cilium_kvstore_events_queue_seconds_count:rateǂ25ǂ"
-      },
-      " < 0.99"
+      ")) > ǂ132ǂ"
+     ]
+    },
+    {
+     "alert": "CiliumKvstoreEventsQueueP99",
+     "expr": [
+      "ǂ0ǂ_scope:cilium_day2_kvstore_events_queue_p99:quantileǂ25ǂ > ǂ132ǂ"
      ],
      "labels": {
       "severity": "warning",
@@ -4344,23 +4353,14 @@
      },
      "annotations": {
       "summary": "KVStore events queued for long in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "KVStore events queued for long in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (scope={{ $labels.scope }}): the p99 latency is above ǂ129ǂ, the warning threshold: only {{ $value | humanizePercentage }} of the observations took ǂ129ǂ or less, where 99% should. Kvstore watch events wait long in the agent's queue before being handled, so remote changes (identities, nodes, services) reach this cluster's datapath late.",
+      "description": "KVStore events queued for long in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (scope={{ $labels.scope }}): the p99 latency is above ǂ133ǂ, the warning threshold (estimated at {{ $value | humanizeDuration }} from the buckets at the thresholds). Kvstore watch events wait long in the agent's queue before being handled, so remote changes (identities, nodes, services) reach this cluster's datapath late.",
       "runbook": "Check agent CPU and the number of events (Cluster Mesh with many remote clusters, identity churn). Compare with kvstore latency and agent restarts."
      }
     },
     {
      "alert": "CiliumKvstoreEventsQueueP99",
      "expr": [
-      {
-       "leaf": "sum by (ǂ0ǂ, scope) (rate(cilium_kvstore_events_queue_seconds_bucket{le=~\"ǂ130ǂ\"}[ǂ25ǂ]))",
-       "name": null
-      },
-      " / ",
-      {
-       "leaf": "sum by (ǂ0ǂ, scope) (rate(cilium_kvstore_events_queue_seconds_count[ǂ25ǂ]))",
-       "name": "ǂ0ǂ_scope:cilium_kvstore_events_queue_seconds_count:rateǂ25ǂ"
-      },
-      " < 0.99"
+      "ǂ0ǂ_scope:cilium_day2_kvstore_events_queue_p99:quantileǂ25ǂ > ǂ134ǂ"
      ],
      "labels": {
       "severity": "critical",
@@ -4369,7 +4369,7 @@
      },
      "annotations": {
       "summary": "KVStore events queued for long in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "KVStore events queued for long in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (scope={{ $labels.scope }}): the p99 latency is above ǂ131ǂ, the critical threshold: only {{ $value | humanizePercentage }} of the observations took ǂ131ǂ or less, where 99% should. Kvstore watch events wait long in the agent's queue before being handled, so remote changes (identities, nodes, services) reach this cluster's datapath late.",
+      "description": "KVStore events queued for long in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (scope={{ $labels.scope }}): the p99 latency is above ǂ135ǂ, the critical threshold (estimated at {{ $value | humanizeDuration }} from the buckets at the thresholds). Kvstore watch events wait long in the agent's queue before being handled, so remote changes (identities, nodes, services) reach this cluster's datapath late.",
       "runbook": "Check agent CPU and the number of events (Cluster Mesh with many remote clusters, identity churn). Compare with kvstore latency and agent restarts."
      }
     }
@@ -4382,13 +4382,13 @@
     {
      "record": "ǂ0ǂ:cilium_day2_kvstore_sync_errors:increaseǂ26ǂ",
      "expr": [
-      "sum by (ǂ0ǂ) (max without (prometheus_replica, replica) ((increase(cilium_kvstore_sync_errors_total[ǂ26ǂ]) and cilium_kvstore_sync_errors_total offset ǂ26ǂ) or (cilium_kvstore_sync_errors_total unless cilium_kvstore_sync_errors_total offset ǂ26ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ2ǂ\"} offset ǂ26ǂ)))"
+      "(sum by (ǂ0ǂ) (max without (prometheus_replica, replica) ((increase(cilium_kvstore_sync_errors_total[ǂ26ǂ]) and cilium_kvstore_sync_errors_total offset ǂ26ǂ) or (cilium_kvstore_sync_errors_total unless cilium_kvstore_sync_errors_total offset ǂ26ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ2ǂ\"} offset ǂ26ǂ)))) > ǂ136ǂ"
      ]
     },
     {
      "alert": "CiliumKvstoreSyncErrors",
      "expr": [
-      "ǂ0ǂ:cilium_day2_kvstore_sync_errors:increaseǂ26ǂ > ǂ132ǂ"
+      "ǂ0ǂ:cilium_day2_kvstore_sync_errors:increaseǂ26ǂ > ǂ136ǂ"
      ],
      "labels": {
       "severity": "warning",
@@ -4397,14 +4397,14 @@
      },
      "annotations": {
       "summary": "KVStore synchronization errors in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "KVStore synchronization errors in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the warning threshold of ǂ133ǂ. Agents fail to write their state (nodes, endpoints, services) to the kvstore. Other nodes and clusters then work with stale information.",
+      "description": "KVStore synchronization errors in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the warning threshold of ǂ137ǂ. Agents fail to write their state (nodes, endpoints, services) to the kvstore. Other nodes and clusters then work with stale information.",
       "runbook": "Check etcd availability, permissions and the agents' logs for the failing keys. Check the sync queue size: a growing queue means agents cannot catch up."
      }
     },
     {
      "alert": "CiliumKvstoreSyncErrors",
      "expr": [
-      "ǂ0ǂ:cilium_day2_kvstore_sync_errors:increaseǂ26ǂ > ǂ134ǂ"
+      "ǂ0ǂ:cilium_day2_kvstore_sync_errors:increaseǂ26ǂ > ǂ138ǂ"
      ],
      "labels": {
       "severity": "critical",
@@ -4413,7 +4413,7 @@
      },
      "annotations": {
       "summary": "KVStore synchronization errors in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "KVStore synchronization errors in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the critical threshold of ǂ135ǂ. Agents fail to write their state (nodes, endpoints, services) to the kvstore. Other nodes and clusters then work with stale information.",
+      "description": "KVStore synchronization errors in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the critical threshold of ǂ139ǂ. Agents fail to write their state (nodes, endpoints, services) to the kvstore. Other nodes and clusters then work with stale information.",
       "runbook": "Check etcd availability, permissions and the agents' logs for the failing keys. Check the sync queue size: a growing queue means agents cannot catch up."
      }
     }
@@ -4424,9 +4424,15 @@
   "kvstore_initial_sync_incomplete": {
    "rules": [
     {
+     "record": "ǂ0ǂ_ǂ1ǂ_scope_source_cluster:cilium_day2_kvstore_initial_sync_incomplete:value",
+     "expr": [
+      "(min by (ǂ0ǂ, ǂ1ǂ, scope, source_cluster) (cilium_kvstore_initial_sync_completed)) < ǂ140ǂ"
+     ]
+    },
+    {
      "alert": "CiliumKvstoreInitialSyncIncomplete",
      "expr": [
-      "min by (ǂ0ǂ, ǂ1ǂ, scope, source_cluster) (cilium_kvstore_initial_sync_completed) < ǂ136ǂ"
+      "ǂ0ǂ_ǂ1ǂ_scope_source_cluster:cilium_day2_kvstore_initial_sync_incomplete:value < ǂ140ǂ"
      ],
      "labels": {
       "severity": "critical",
@@ -4435,7 +4441,7 @@
      },
      "annotations": {
       "summary": "KVStore initial synchronization not completed in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "KVStore initial synchronization not completed in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}, scope={{ $labels.scope }}, source_cluster={{ $labels.source_cluster }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is below the critical threshold of ǂ137ǂ. An agent has not finished its initial synchronization with the kvstore (or a remote cluster). Until it does, it works from partial identities, nodes or services.",
+      "description": "KVStore initial synchronization not completed in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}, scope={{ $labels.scope }}, source_cluster={{ $labels.source_cluster }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is below the critical threshold of ǂ141ǂ. An agent has not finished its initial synchronization with the kvstore (or a remote cluster). Until it does, it works from partial identities, nodes or services.",
       "runbook": "Check the agent's connectivity to the kvstore or remote cluster named in `scope` and `source_cluster`, and the agent log. Restarting the agent helps only once the store is reachable."
      }
     }
@@ -4446,9 +4452,15 @@
   "clustermesh_remote_cluster_not_ready": {
    "rules": [
     {
+     "record": "ǂ0ǂ_target_cluster:cilium_day2_clustermesh_remote_cluster_not_ready:value",
+     "expr": [
+      "(min by (ǂ0ǂ, target_cluster) (cilium_clustermesh_remote_cluster_readiness_status)) < ǂ142ǂ"
+     ]
+    },
+    {
      "alert": "CiliumClustermeshRemoteClusterNotReady",
      "expr": [
-      "min by (ǂ0ǂ, target_cluster) (cilium_clustermesh_remote_cluster_readiness_status) < ǂ138ǂ"
+      "ǂ0ǂ_target_cluster:cilium_day2_clustermesh_remote_cluster_not_ready:value < ǂ142ǂ"
      ],
      "labels": {
       "severity": "critical",
@@ -4457,7 +4469,7 @@
      },
      "annotations": {
       "summary": "ClusterMesh remote cluster not ready in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "ClusterMesh remote cluster not ready in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (target_cluster={{ $labels.target_cluster }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is below the critical threshold of ǂ139ǂ. An agent reports a remote cluster of the mesh as not ready: it is not connected to that cluster's clustermesh-apiserver (or to the local kvstoremesh cache), or has not finished synchronizing its nodes, services, identities and endpoints. Cross-cluster traffic from this cluster's pods to that cluster, and global services with backends there, fail or use stale state.",
+      "description": "ClusterMesh remote cluster not ready in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (target_cluster={{ $labels.target_cluster }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is below the critical threshold of ǂ143ǂ. An agent reports a remote cluster of the mesh as not ready: it is not connected to that cluster's clustermesh-apiserver (or to the local kvstoremesh cache), or has not finished synchronizing its nodes, services, identities and endpoints. Cross-cluster traffic from this cluster's pods to that cluster, and global services with backends there, fail or use stale state.",
       "runbook": "Run `cilium-dbg troubleshoot clustermesh <cluster>` in an agent pod (or `cilium clustermesh status`). Check that the remote clustermesh-apiserver is reachable (its LoadBalancer or NodePort, firewalls), that the certificates in `cilium-clustermesh` are valid and that the cluster IDs and names are unique. With KVStoreMesh, check the local clustermesh-apiserver pod's `kvstoremesh` container first."
      }
     }
@@ -4470,16 +4482,18 @@
     {
      "record": "ǂ0ǂ_target_cluster:cilium_day2_clustermesh_remote_cluster_failures:deltaǂ29ǂ",
      "expr": [
+      "(",
       {
        "leaf": "max by (ǂ0ǂ, target_cluster) (delta(cilium_clustermesh_remote_cluster_failures[ǂ29ǂ]))",
        "name": "ǂ0ǂ_target_cluster:cilium_clustermesh_remote_cluster_failures:max_deltaǂ29ǂ"
-      }
+      },
+      ") > ǂ144ǂ"
      ]
     },
     {
      "alert": "CiliumClustermeshRemoteClusterFailures",
      "expr": [
-      "ǂ0ǂ_target_cluster:cilium_day2_clustermesh_remote_cluster_failures:deltaǂ29ǂ > ǂ140ǂ"
+      "ǂ0ǂ_target_cluster:cilium_day2_clustermesh_remote_cluster_failures:deltaǂ29ǂ > ǂ144ǂ"
      ],
      "labels": {
       "severity": "warning",
@@ -4488,14 +4502,14 @@
      },
      "annotations": {
       "summary": "ClusterMesh connections to a remote cluster failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "ClusterMesh connections to a remote cluster failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (target_cluster={{ $labels.target_cluster }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the warning threshold of ǂ141ǂ. An agent's connection to a remote cluster of the mesh keeps failing and being re-established. Each failure restarts the watch of the remote cluster's state; during the gaps, remote endpoints, identities and service backends are not updated, and a flapping link often precedes a remote cluster that stays not ready.",
+      "description": "ClusterMesh connections to a remote cluster failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (target_cluster={{ $labels.target_cluster }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the warning threshold of ǂ145ǂ. An agent's connection to a remote cluster of the mesh keeps failing and being re-established. Each failure restarts the watch of the remote cluster's state; during the gaps, remote endpoints, identities and service backends are not updated, and a flapping link often precedes a remote cluster that stays not ready.",
       "runbook": "Look at `target_cluster` and at the agents' logs for \"Error observed on etcd connection, reconnecting etcd\". Check the remote clustermesh-apiserver's restarts, its load balancer idle timeouts and the network path between the clusters; with KVStoreMesh, the local kvstoremesh container's connection to the remote cluster."
      }
     },
     {
      "alert": "CiliumClustermeshRemoteClusterFailures",
      "expr": [
-      "ǂ0ǂ_target_cluster:cilium_day2_clustermesh_remote_cluster_failures:deltaǂ29ǂ > ǂ142ǂ"
+      "ǂ0ǂ_target_cluster:cilium_day2_clustermesh_remote_cluster_failures:deltaǂ29ǂ > ǂ146ǂ"
      ],
      "labels": {
       "severity": "critical",
@@ -4504,7 +4518,7 @@
      },
      "annotations": {
       "summary": "ClusterMesh connections to a remote cluster failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "ClusterMesh connections to a remote cluster failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (target_cluster={{ $labels.target_cluster }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the critical threshold of ǂ143ǂ. An agent's connection to a remote cluster of the mesh keeps failing and being re-established. Each failure restarts the watch of the remote cluster's state; during the gaps, remote endpoints, identities and service backends are not updated, and a flapping link often precedes a remote cluster that stays not ready.",
+      "description": "ClusterMesh connections to a remote cluster failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (target_cluster={{ $labels.target_cluster }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the critical threshold of ǂ147ǂ. An agent's connection to a remote cluster of the mesh keeps failing and being re-established. Each failure restarts the watch of the remote cluster's state; during the gaps, remote endpoints, identities and service backends are not updated, and a flapping link often precedes a remote cluster that stays not ready.",
       "runbook": "Look at `target_cluster` and at the agents' logs for \"Error observed on etcd connection, reconnecting etcd\". Check the remote clustermesh-apiserver's restarts, its load balancer idle timeouts and the network path between the clusters; with KVStoreMesh, the local kvstoremesh container's connection to the remote cluster."
      }
     }
@@ -4517,7 +4531,7 @@
     {
      "record": "ǂ0ǂ_operation:cilium_day2_cloud_api_error_ratio:ratioǂ30ǂ",
      "expr": [
-      "(",
+      "((",
       {
        "leaf": "sum by (ǂ0ǂ, operation) (rate(cilium_operator_ec2_api_duration_seconds_count{response_code!~\"OK|2.*\"}[ǂ30ǂ]))",
        "name": null
@@ -4547,13 +4561,13 @@
        "leaf": "sum by (ǂ0ǂ, operation) (rate(cilium_operator_alibabacloud_api_duration_seconds_count[ǂ30ǂ]))",
        "name": "ǂ0ǂ_operation:cilium_operator_alibabacloud_api_duration_seconds_count:rateǂ30ǂ"
       },
-      ")"
+      ")) > ǂ148ǂ"
      ]
     },
     {
      "alert": "CiliumCloudApiErrorRatio",
      "expr": [
-      "ǂ0ǂ_operation:cilium_day2_cloud_api_error_ratio:ratioǂ30ǂ > ǂ144ǂ"
+      "ǂ0ǂ_operation:cilium_day2_cloud_api_error_ratio:ratioǂ30ǂ > ǂ148ǂ"
      ],
      "labels": {
       "severity": "warning",
@@ -4562,14 +4576,14 @@
      },
      "annotations": {
       "summary": "Cloud API calls failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Cloud API calls failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (operation={{ $labels.operation }}): {{ $value | humanizePercentage }} is above the warning threshold of ǂ145ǂ. A share of the operator's cloud API calls for an operation returns a non-success response. IP and interface allocation slows or stops, and pods wait in Pending. In the article's incident non-OK responses rose together with the request rate.",
+      "description": "Cloud API calls failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (operation={{ $labels.operation }}): {{ $value | humanizePercentage }} is above the warning threshold of ǂ149ǂ. A share of the operator's cloud API calls for an operation returns a non-success response. IP and interface allocation slows or stops, and pods wait in Pending. In the article's incident non-OK responses rose together with the request rate.",
       "runbook": "Look at the `operation` and the response codes on the dashboard. Throttling (HTTP 503 or 429, `RequestLimitExceeded`) means the account's quota is shared with too many callers: lower the operator's client-side rate limit or pre-allocation churn. Authorization errors point to the operator's IAM role; 5xx bursts to the provider."
      }
     },
     {
      "alert": "CiliumCloudApiErrorRatio",
      "expr": [
-      "ǂ0ǂ_operation:cilium_day2_cloud_api_error_ratio:ratioǂ30ǂ > ǂ146ǂ"
+      "ǂ0ǂ_operation:cilium_day2_cloud_api_error_ratio:ratioǂ30ǂ > ǂ150ǂ"
      ],
      "labels": {
       "severity": "critical",
@@ -4578,7 +4592,7 @@
      },
      "annotations": {
       "summary": "Cloud API calls failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Cloud API calls failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (operation={{ $labels.operation }}): {{ $value | humanizePercentage }} is above the critical threshold of ǂ147ǂ. A share of the operator's cloud API calls for an operation returns a non-success response. IP and interface allocation slows or stops, and pods wait in Pending. In the article's incident non-OK responses rose together with the request rate.",
+      "description": "Cloud API calls failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (operation={{ $labels.operation }}): {{ $value | humanizePercentage }} is above the critical threshold of ǂ151ǂ. A share of the operator's cloud API calls for an operation returns a non-success response. IP and interface allocation slows or stops, and pods wait in Pending. In the article's incident non-OK responses rose together with the request rate.",
       "runbook": "Look at the `operation` and the response codes on the dashboard. Throttling (HTTP 503 or 429, `RequestLimitExceeded`) means the account's quota is shared with too many callers: lower the operator's client-side rate limit or pre-allocation churn. Authorization errors point to the operator's IAM role; 5xx bursts to the provider."
      }
     }
@@ -4591,13 +4605,13 @@
     {
      "record": "ǂ0ǂ_operation:cilium_day2_cloud_api_throttled:rateǂ31ǂ",
      "expr": [
-      "(sum by (ǂ0ǂ, operation) (max without (prometheus_replica, replica) ((rate(cilium_operator_ec2_api_duration_seconds_count{response_code=~\"503.*|429.*\"}[ǂ31ǂ]) and cilium_operator_ec2_api_duration_seconds_count{response_code=~\"503.*|429.*\"} offset ǂ31ǂ) or ((cilium_operator_ec2_api_duration_seconds_count{response_code=~\"503.*|429.*\"} unless cilium_operator_ec2_api_duration_seconds_count{response_code=~\"503.*|429.*\"} offset ǂ31ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ3ǂ\"} offset ǂ31ǂ)) / 300)) or sum by (ǂ0ǂ, operation) (max without (prometheus_replica, replica) ((rate(cilium_operator_azure_api_duration_seconds_count{response_code=~\"503.*|429.*\"}[ǂ31ǂ]) and cilium_operator_azure_api_duration_seconds_count{response_code=~\"503.*|429.*\"} offset ǂ31ǂ) or ((cilium_operator_azure_api_duration_seconds_count{response_code=~\"503.*|429.*\"} unless cilium_operator_azure_api_duration_seconds_count{response_code=~\"503.*|429.*\"} offset ǂ31ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ3ǂ\"} offset ǂ31ǂ)) / 300)) or sum by (ǂ0ǂ, operation) (max without (prometheus_replica, replica) ((rate(cilium_operator_alibabacloud_api_duration_seconds_count{response_code=~\"503.*|429.*\"}[ǂ31ǂ]) and cilium_operator_alibabacloud_api_duration_seconds_count{response_code=~\"503.*|429.*\"} offset ǂ31ǂ) or ((cilium_operator_alibabacloud_api_duration_seconds_count{response_code=~\"503.*|429.*\"} unless cilium_operator_alibabacloud_api_duration_seconds_count{response_code=~\"503.*|429.*\"} offset ǂ31ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ3ǂ\"} offset ǂ31ǂ)) / 300)))"
+      "((sum by (ǂ0ǂ, operation) (max without (prometheus_replica, replica) ((rate(cilium_operator_ec2_api_duration_seconds_count{response_code=~\"503.*|429.*\"}[ǂ31ǂ]) and cilium_operator_ec2_api_duration_seconds_count{response_code=~\"503.*|429.*\"} offset ǂ31ǂ) or ((cilium_operator_ec2_api_duration_seconds_count{response_code=~\"503.*|429.*\"} unless cilium_operator_ec2_api_duration_seconds_count{response_code=~\"503.*|429.*\"} offset ǂ31ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ3ǂ\"} offset ǂ31ǂ)) / 300)) or sum by (ǂ0ǂ, operation) (max without (prometheus_replica, replica) ((rate(cilium_operator_azure_api_duration_seconds_count{response_code=~\"503.*|429.*\"}[ǂ31ǂ]) and cilium_operator_azure_api_duration_seconds_count{response_code=~\"503.*|429.*\"} offset ǂ31ǂ) or ((cilium_operator_azure_api_duration_seconds_count{response_code=~\"503.*|429.*\"} unless cilium_operator_azure_api_duration_seconds_count{response_code=~\"503.*|429.*\"} offset ǂ31ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ3ǂ\"} offset ǂ31ǂ)) / 300)) or sum by (ǂ0ǂ, operation) (max without (prometheus_replica, replica) ((rate(cilium_operator_alibabacloud_api_duration_seconds_count{response_code=~\"503.*|429.*\"}[ǂ31ǂ]) and cilium_operator_alibabacloud_api_duration_seconds_count{response_code=~\"503.*|429.*\"} offset ǂ31ǂ) or ((cilium_operator_alibabacloud_api_duration_seconds_count{response_code=~\"503.*|429.*\"} unless cilium_operator_alibabacloud_api_duration_seconds_count{response_code=~\"503.*|429.*\"} offset ǂ31ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ3ǂ\"} offset ǂ31ǂ)) / 300)))) > ǂ152ǂ"
      ]
     },
     {
      "alert": "CiliumCloudApiThrottled",
      "expr": [
-      "ǂ0ǂ_operation:cilium_day2_cloud_api_throttled:rateǂ31ǂ > ǂ148ǂ"
+      "ǂ0ǂ_operation:cilium_day2_cloud_api_throttled:rateǂ31ǂ > ǂ152ǂ"
      ],
      "labels": {
       "severity": "warning",
@@ -4606,14 +4620,14 @@
      },
      "annotations": {
       "summary": "Cloud API throttling the operator in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Cloud API throttling the operator in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (operation={{ $labels.operation }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }}/s is above the warning threshold of ǂ149ǂ. The cloud provider answers the operator's calls with throttling responses (HTTP 503 on EC2 for `RequestLimitExceeded`, HTTP 429 elsewhere). Throttled IP and ENI operations slow pod starts across the cluster and, with a shared account quota, across clusters.",
+      "description": "Cloud API throttling the operator in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (operation={{ $labels.operation }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }}/s is above the warning threshold of ǂ153ǂ. The cloud provider answers the operator's calls with throttling responses (HTTP 503 on EC2 for `RequestLimitExceeded`, HTTP 429 elsewhere). Throttled IP and ENI operations slow pod starts across the cluster and, with a shared account quota, across clusters.",
       "runbook": "Lower the operator's client-side API rate limit and burst so that the cluster stays inside its share of the account quota, reduce allocation churn (pre-allocate, surge allocation, prefix delegation) and check whether another client shares the quota."
      }
     },
     {
      "alert": "CiliumCloudApiThrottled",
      "expr": [
-      "ǂ0ǂ_operation:cilium_day2_cloud_api_throttled:rateǂ31ǂ > ǂ150ǂ"
+      "ǂ0ǂ_operation:cilium_day2_cloud_api_throttled:rateǂ31ǂ > ǂ154ǂ"
      ],
      "labels": {
       "severity": "critical",
@@ -4622,7 +4636,7 @@
      },
      "annotations": {
       "summary": "Cloud API throttling the operator in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Cloud API throttling the operator in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (operation={{ $labels.operation }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }}/s is above the critical threshold of ǂ151ǂ. The cloud provider answers the operator's calls with throttling responses (HTTP 503 on EC2 for `RequestLimitExceeded`, HTTP 429 elsewhere). Throttled IP and ENI operations slow pod starts across the cluster and, with a shared account quota, across clusters.",
+      "description": "Cloud API throttling the operator in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (operation={{ $labels.operation }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }}/s is above the critical threshold of ǂ155ǂ. The cloud provider answers the operator's calls with throttling responses (HTTP 503 on EC2 for `RequestLimitExceeded`, HTTP 429 elsewhere). Throttled IP and ENI operations slow pod starts across the cluster and, with a shared account quota, across clusters.",
       "runbook": "Lower the operator's client-side API rate limit and burst so that the cluster stays inside its share of the account quota, reduce allocation churn (pre-allocate, surge allocation, prefix delegation) and check whether another client shares the quota."
      }
     }
@@ -4635,7 +4649,7 @@
     {
      "record": "ǂ0ǂ:cilium_day2_cloud_api_request_rate:rateǂ32ǂ",
      "expr": [
-      "(",
+      "((",
       {
        "leaf": "sum by (ǂ0ǂ) (max without (prometheus_replica, replica) (rate(cilium_operator_ec2_api_duration_seconds_count[ǂ32ǂ])))",
        "name": "ǂ0ǂ:cilium_operator_ec2_api_duration_seconds_count:rateǂ32ǂ"
@@ -4650,13 +4664,13 @@
        "leaf": "sum by (ǂ0ǂ) (max without (prometheus_replica, replica) (rate(cilium_operator_alibabacloud_api_duration_seconds_count[ǂ32ǂ])))",
        "name": "ǂ0ǂ:cilium_operator_alibabacloud_api_duration_seconds_count:rateǂ32ǂ"
       },
-      ")"
+      ")) > ǂ156ǂ"
      ]
     },
     {
      "alert": "CiliumCloudApiRequestRate",
      "expr": [
-      "ǂ0ǂ:cilium_day2_cloud_api_request_rate:rateǂ32ǂ > ǂ152ǂ"
+      "ǂ0ǂ:cilium_day2_cloud_api_request_rate:rateǂ32ǂ > ǂ156ǂ"
      ],
      "labels": {
       "severity": "warning",
@@ -4665,14 +4679,14 @@
      },
      "annotations": {
       "summary": "Cloud API request rate above its ceiling in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Cloud API request rate above its ceiling in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }}/s is above the warning threshold of ǂ153ǂ. The operator calls the cloud API faster than the ceiling set for a cluster. The article saw ENI API calls spike to nearly 1,000 requests per second during node churn, which throttled allocation in several clusters.",
+      "description": "Cloud API request rate above its ceiling in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }}/s is above the warning threshold of ǂ157ǂ. The operator calls the cloud API faster than the ceiling set for a cluster. The article saw ENI API calls spike to nearly 1,000 requests per second during node churn, which throttled allocation in several clusters.",
       "runbook": "Check that the client-side rate limit (`--limit-ipam-api-qps`, `--limit-ipam-api-burst`) is in force and not bypassed, then look for node churn (autoscaling, upgrades) and per-pod allocation patterns: surge allocation and prefix delegation reduce calls."
      }
     },
     {
      "alert": "CiliumCloudApiRequestRate",
      "expr": [
-      "ǂ0ǂ:cilium_day2_cloud_api_request_rate:rateǂ32ǂ > ǂ154ǂ"
+      "ǂ0ǂ:cilium_day2_cloud_api_request_rate:rateǂ32ǂ > ǂ158ǂ"
      ],
      "labels": {
       "severity": "critical",
@@ -4681,7 +4695,7 @@
      },
      "annotations": {
       "summary": "Cloud API request rate above its ceiling in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Cloud API request rate above its ceiling in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }}/s is above the critical threshold of ǂ155ǂ. The operator calls the cloud API faster than the ceiling set for a cluster. The article saw ENI API calls spike to nearly 1,000 requests per second during node churn, which throttled allocation in several clusters.",
+      "description": "Cloud API request rate above its ceiling in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }}/s is above the critical threshold of ǂ159ǂ. The operator calls the cloud API faster than the ceiling set for a cluster. The article saw ENI API calls spike to nearly 1,000 requests per second during node churn, which throttled allocation in several clusters.",
       "runbook": "Check that the client-side rate limit (`--limit-ipam-api-qps`, `--limit-ipam-api-burst`) is in force and not bypassed, then look for node churn (autoscaling, upgrades) and per-pod allocation patterns: surge allocation and prefix delegation reduce calls."
      }
     }
@@ -4692,39 +4706,30 @@
   "cloud_api_rate_limiter_wait_p99": {
    "rules": [
     {
+     "record": "ǂ0ǂ_operation:cilium_day2_cloud_api_rate_limiter_wait_p99:quantileǂ33ǂ",
+     "expr": [
+      "(histogram_quantile(0.99, (",
+      {
+       "leaf": "sum by (ǂ0ǂ, operation, le) (rate(cilium_operator_ec2_api_rate_limit_duration_seconds_bucket{le=~\"ǂ160ǂ|ǂ161ǂ|10|10\\\\.0|\\\\+Inf\"}[ǂ33ǂ]))",
+       "name": null
+      },
+      " or ",
+      {
+       "leaf": "sum by (ǂ0ǂ, operation, le) (rate(cilium_operator_azure_api_rate_limit_duration_seconds_bucket{le=~\"ǂ160ǂ|ǂ161ǂ|10|10\\\\.0|\\\\+Inf\"}[ǂ33ǂ]))",
+       "name": null
+      },
+      " or ",
+      {
+       "leaf": "sum by (ǂ0ǂ, operation, le) (rate(cilium_operator_alibabacloud_api_rate_limit_duration_seconds_bucket{le=~\"ǂ160ǂ|ǂ161ǂ|10|10\\\\.0|\\\\+Inf\"}[ǂ33ǂ]))",
+       "name": null
+      },
+      "))) > ǂ162ǂ"
+     ]
+    },
+    {
      "alert": "CiliumCloudApiRateLimiterWaitP99",
      "expr": [
-      "(",
-      {
-       "leaf": "sum by (ǂ0ǂ, operation) (rate(cilium_operator_ec2_api_rate_limit_duration_seconds_bucket{le=~\"ǂ156ǂ\"}[ǂ33ǂ]))",
-       "name": null
-      },
-      " / ",
-      {
-       "leaf": "sum by (ǂ0ǂ, operation) (rate(cilium_operator_ec2_api_rate_limit_duration_seconds_count[ǂ33ǂ]))",
-       "name": "ǂ0ǂ_operation:cilium_operator_ec2_api_rate_limit_duration_seconds_count:rateǂ33ǂ"
-      },
-      " or ",
-      {
-       "leaf": "sum by (ǂ0ǂ, operation) (rate(cilium_operator_azure_api_rate_limit_duration_seconds_bucket{le=~\"ǂ156ǂ\"}[ǂ33ǂ]))",
-       "name": null
-      },
-      " / ",
-      {
-       "leaf": "sum by (ǂ0ǂ, operation) (rate(cilium_operator_azure_api_rate_limit_duration_seconds_count[ǂ33ǂ]))",
-       "name": "ǂ0ǂ_operation:cilium_operator_azure_api_rate_limit_duration_seconds_count:rateǂ33ǂ"
-      },
-      " or ",
-      {
-       "leaf": "sum by (ǂ0ǂ, operation) (rate(cilium_operator_alibabacloud_api_rate_limit_duration_seconds_bucket{le=~\"ǂ156ǂ\"}[ǂ33ǂ]))",
-       "name": null
-      },
-      " / ",
-      {
-       "leaf": "sum by (ǂ0ǂ, operation) (rate(cilium_operator_alibabacloud_api_rate_limit_duration_seconds_count[ǂ33ǂ]))",
-       "name": "ǂ0ǂ_operation:cilium_operator_alibabacloud_api_rate_limit_duration_seconds_count:rateǂ33ǂ"
-      },
-      ") < 0.99"
+      "ǂ0ǂ_operation:cilium_day2_cloud_api_rate_limiter_wait_p99:quantileǂ33ǂ > ǂ162ǂ"
      ],
      "labels": {
       "severity": "warning",
@@ -4733,44 +4738,14 @@
      },
      "annotations": {
       "summary": "Operator waiting on its cloud API rate limiter in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Operator waiting on its cloud API rate limiter in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (operation={{ $labels.operation }}): the p99 latency is above ǂ157ǂ, the warning threshold: only {{ $value | humanizePercentage }} of the observations took ǂ157ǂ or less, where 99% should. Cloud API calls wait long in the operator's own client-side rate limiter. The limiter protects the account quota, but long waits mean allocation demand is above the configured rate and pods wait for IPs.",
+      "description": "Operator waiting on its cloud API rate limiter in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (operation={{ $labels.operation }}): the p99 latency is above ǂ163ǂ, the warning threshold (estimated at {{ $value | humanizeDuration }} from the buckets at the thresholds). Cloud API calls wait long in the operator's own client-side rate limiter. The limiter protects the account quota, but long waits mean allocation demand is above the configured rate and pods wait for IPs.",
       "runbook": "Compare with the request rate and throttling. If the provider is not throttling, the client-side limit can be raised carefully; otherwise reduce demand (pre-allocate, surge allocation, prefix delegation, fewer ENI attachments per node)."
      }
     },
     {
      "alert": "CiliumCloudApiRateLimiterWaitP99",
      "expr": [
-      "(",
-      {
-       "leaf": "sum by (ǂ0ǂ, operation) (rate(cilium_operator_ec2_api_rate_limit_duration_seconds_bucket{le=~\"ǂ158ǂ\"}[ǂ33ǂ]))",
-       "name": null
-      },
-      " / ",
-      {
-       "leaf": "sum by (ǂ0ǂ, operation) (rate(cilium_operator_ec2_api_rate_limit_duration_seconds_count[ǂ33ǂ]))",
-       "name": "ǂ0ǂ_operation:cilium_operator_ec2_api_rate_limit_duration_seconds_count:rateǂ33ǂ"
-      },
-      " or ",
-      {
-       "leaf": "sum by (ǂ0ǂ, operation) (rate(cilium_operator_azure_api_rate_limit_duration_seconds_bucket{le=~\"ǂ158ǂ\"}[ǂ33ǂ]))",
-       "name": null
-      },
-      " / ",
-      {
-       "leaf": "sum by (ǂ0ǂ, operation) (rate(cilium_operator_azure_api_rate_limit_duration_seconds_count[ǂ33ǂ]))",
-       "name": "ǂ0ǂ_operation:cilium_operator_azure_api_rate_limit_duration_seconds_count:rateǂ33ǂ"
-      },
-      " or ",
-      {
-       "leaf": "sum by (ǂ0ǂ, operation) (rate(cilium_operator_alibabacloud_api_rate_limit_duration_seconds_bucket{le=~\"ǂ158ǂ\"}[ǂ33ǂ]))",
-       "name": null
-      },
-      " / ",
-      {
-       "leaf": "sum by (ǂ0ǂ, operation) (rate(cilium_operator_alibabacloud_api_rate_limit_duration_seconds_count[ǂ33ǂ]))",
-       "name": "ǂ0ǂ_operation:cilium_operator_alibabacloud_api_rate_limit_duration_seconds_count:rateǂ33ǂ"
-      },
-      ") < 0.99"
+      "ǂ0ǂ_operation:cilium_day2_cloud_api_rate_limiter_wait_p99:quantileǂ33ǂ > ǂ164ǂ"
      ],
      "labels": {
       "severity": "critical",
@@ -4779,7 +4754,7 @@
      },
      "annotations": {
       "summary": "Operator waiting on its cloud API rate limiter in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Operator waiting on its cloud API rate limiter in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (operation={{ $labels.operation }}): the p99 latency is above ǂ159ǂ, the critical threshold: only {{ $value | humanizePercentage }} of the observations took ǂ159ǂ or less, where 99% should. Cloud API calls wait long in the operator's own client-side rate limiter. The limiter protects the account quota, but long waits mean allocation demand is above the configured rate and pods wait for IPs.",
+      "description": "Operator waiting on its cloud API rate limiter in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (operation={{ $labels.operation }}): the p99 latency is above ǂ165ǂ, the critical threshold (estimated at {{ $value | humanizeDuration }} from the buckets at the thresholds). Cloud API calls wait long in the operator's own client-side rate limiter. The limiter protects the account quota, but long waits mean allocation demand is above the configured rate and pods wait for IPs.",
       "runbook": "Compare with the request rate and throttling. If the provider is not throttling, the client-side limit can be raised carefully; otherwise reduce demand (pre-allocate, surge allocation, prefix delegation, fewer ENI attachments per node)."
      }
     }
@@ -4790,39 +4765,30 @@
   "cloud_api_latency_p99": {
    "rules": [
     {
+     "record": "ǂ0ǂ_operation:cilium_day2_cloud_api_latency_p99:quantileǂ34ǂ",
+     "expr": [
+      "(histogram_quantile(0.99, (",
+      {
+       "leaf": "sum by (ǂ0ǂ, operation, le) (rate(cilium_operator_ec2_api_duration_seconds_bucket{le=~\"ǂ166ǂ|ǂ167ǂ|10|10\\\\.0|60|60\\\\.0|\\\\+Inf\"}[ǂ34ǂ]))",
+       "name": null
+      },
+      " or ",
+      {
+       "leaf": "sum by (ǂ0ǂ, operation, le) (rate(cilium_operator_azure_api_duration_seconds_bucket{le=~\"ǂ166ǂ|ǂ167ǂ|10|10\\\\.0|60|60\\\\.0|\\\\+Inf\"}[ǂ34ǂ]))",
+       "name": null
+      },
+      " or ",
+      {
+       "leaf": "sum by (ǂ0ǂ, operation, le) (rate(cilium_operator_alibabacloud_api_duration_seconds_bucket{le=~\"ǂ166ǂ|ǂ167ǂ|10|10\\\\.0|60|60\\\\.0|\\\\+Inf\"}[ǂ34ǂ]))",
+       "name": null
+      },
+      "))) > ǂ168ǂ"
+     ]
+    },
+    {
      "alert": "CiliumCloudApiLatencyP99",
      "expr": [
-      "(",
-      {
-       "leaf": "sum by (ǂ0ǂ, operation) (rate(cilium_operator_ec2_api_duration_seconds_bucket{le=~\"ǂ160ǂ\"}[ǂ34ǂ]))",
-       "name": null
-      },
-      " / ",
-      {
-       "leaf": "sum by (ǂ0ǂ, operation) (rate(cilium_operator_ec2_api_duration_seconds_count[ǂ34ǂ]))",
-       "name": "ǂ0ǂ_operation:cilium_operator_ec2_api_duration_seconds_count:rateǂ34ǂ"
-      },
-      " or ",
-      {
-       "leaf": "sum by (ǂ0ǂ, operation) (rate(cilium_operator_azure_api_duration_seconds_bucket{le=~\"ǂ160ǂ\"}[ǂ34ǂ]))",
-       "name": null
-      },
-      " / ",
-      {
-       "leaf": "sum by (ǂ0ǂ, operation) (rate(cilium_operator_azure_api_duration_seconds_count[ǂ34ǂ]))",
-       "name": "ǂ0ǂ_operation:cilium_operator_azure_api_duration_seconds_count:rateǂ34ǂ"
-      },
-      " or ",
-      {
-       "leaf": "sum by (ǂ0ǂ, operation) (rate(cilium_operator_alibabacloud_api_duration_seconds_bucket{le=~\"ǂ160ǂ\"}[ǂ34ǂ]))",
-       "name": null
-      },
-      " / ",
-      {
-       "leaf": "sum by (ǂ0ǂ, operation) (rate(cilium_operator_alibabacloud_api_duration_seconds_count[ǂ34ǂ]))",
-       "name": "ǂ0ǂ_operation:cilium_operator_alibabacloud_api_duration_seconds_count:rateǂ34ǂ"
-      },
-      ") < 0.99"
+      "ǂ0ǂ_operation:cilium_day2_cloud_api_latency_p99:quantileǂ34ǂ > ǂ168ǂ"
      ],
      "labels": {
       "severity": "warning",
@@ -4831,44 +4797,14 @@
      },
      "annotations": {
       "summary": "Cloud API calls slow in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Cloud API calls slow in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (operation={{ $labels.operation }}): the p99 latency is above ǂ161ǂ, the warning threshold: only {{ $value | humanizePercentage }} of the observations took ǂ161ǂ or less, where 99% should. The 99th percentile latency of the operator's cloud API calls is high. Every allocation step waits for these calls, so pod start latency follows.",
+      "description": "Cloud API calls slow in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (operation={{ $labels.operation }}): the p99 latency is above ǂ169ǂ, the warning threshold (estimated at {{ $value | humanizeDuration }} from the buckets at the thresholds). The 99th percentile latency of the operator's cloud API calls is high. Every allocation step waits for these calls, so pod start latency follows.",
       "runbook": "Check the provider's status for the region and the `operation`. Slow Describe calls on large accounts can be reduced with filters and fewer resyncs; slow mutating calls are often throttling in disguise: check the throttling signal."
      }
     },
     {
      "alert": "CiliumCloudApiLatencyP99",
      "expr": [
-      "(",
-      {
-       "leaf": "sum by (ǂ0ǂ, operation) (rate(cilium_operator_ec2_api_duration_seconds_bucket{le=~\"ǂ162ǂ\"}[ǂ34ǂ]))",
-       "name": null
-      },
-      " / ",
-      {
-       "leaf": "sum by (ǂ0ǂ, operation) (rate(cilium_operator_ec2_api_duration_seconds_count[ǂ34ǂ]))",
-       "name": "ǂ0ǂ_operation:cilium_operator_ec2_api_duration_seconds_count:rateǂ34ǂ"
-      },
-      " or ",
-      {
-       "leaf": "sum by (ǂ0ǂ, operation) (rate(cilium_operator_azure_api_duration_seconds_bucket{le=~\"ǂ162ǂ\"}[ǂ34ǂ]))",
-       "name": null
-      },
-      " / ",
-      {
-       "leaf": "sum by (ǂ0ǂ, operation) (rate(cilium_operator_azure_api_duration_seconds_count[ǂ34ǂ]))",
-       "name": "ǂ0ǂ_operation:cilium_operator_azure_api_duration_seconds_count:rateǂ34ǂ"
-      },
-      " or ",
-      {
-       "leaf": "sum by (ǂ0ǂ, operation) (rate(cilium_operator_alibabacloud_api_duration_seconds_bucket{le=~\"ǂ162ǂ\"}[ǂ34ǂ]))",
-       "name": null
-      },
-      " / ",
-      {
-       "leaf": "sum by (ǂ0ǂ, operation) (rate(cilium_operator_alibabacloud_api_duration_seconds_count[ǂ34ǂ]))",
-       "name": "ǂ0ǂ_operation:cilium_operator_alibabacloud_api_duration_seconds_count:rateǂ34ǂ"
-      },
-      ") < 0.99"
+      "ǂ0ǂ_operation:cilium_day2_cloud_api_latency_p99:quantileǂ34ǂ > ǂ170ǂ"
      ],
      "labels": {
       "severity": "critical",
@@ -4877,7 +4813,7 @@
      },
      "annotations": {
       "summary": "Cloud API calls slow in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Cloud API calls slow in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (operation={{ $labels.operation }}): the p99 latency is above ǂ163ǂ, the critical threshold: only {{ $value | humanizePercentage }} of the observations took ǂ163ǂ or less, where 99% should. The 99th percentile latency of the operator's cloud API calls is high. Every allocation step waits for these calls, so pod start latency follows.",
+      "description": "Cloud API calls slow in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (operation={{ $labels.operation }}): the p99 latency is above ǂ171ǂ, the critical threshold (estimated at {{ $value | humanizeDuration }} from the buckets at the thresholds). The 99th percentile latency of the operator's cloud API calls is high. Every allocation step waits for these calls, so pod start latency follows.",
       "runbook": "Check the provider's status for the region and the `operation`. Slow Describe calls on large accounts can be reduced with filters and fewer resyncs; slow mutating calls are often throttling in disguise: check the throttling signal."
      }
     }
@@ -4890,13 +4826,13 @@
     {
      "record": "ǂ0ǂ_target_node:cilium_day2_ipam_pods_waiting:value",
      "expr": [
-      "max by (ǂ0ǂ, target_node) (cilium_operator_ipam_needed_ips)"
+      "(max by (ǂ0ǂ, target_node) (cilium_operator_ipam_needed_ips)) > ǂ172ǂ"
      ]
     },
     {
      "alert": "CiliumIpamPodsWaiting",
      "expr": [
-      "ǂ0ǂ_target_node:cilium_day2_ipam_pods_waiting:value > ǂ164ǂ"
+      "ǂ0ǂ_target_node:cilium_day2_ipam_pods_waiting:value > ǂ172ǂ"
      ],
      "labels": {
       "severity": "warning",
@@ -4905,14 +4841,14 @@
      },
      "annotations": {
       "summary": "Pods waiting for IP addresses in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Pods waiting for IP addresses in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (target_node={{ $labels.target_node }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the warning threshold of ǂ165ǂ. The operator reports that this node needs more IP addresses than it has: pods scheduled there stay in ContainerCreating or Pending until addresses arrive.",
+      "description": "Pods waiting for IP addresses in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (target_node={{ $labels.target_node }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the warning threshold of ǂ173ǂ. The operator reports that this node needs more IP addresses than it has: pods scheduled there stay in ContainerCreating or Pending until addresses arrive.",
       "runbook": "Check cloud API errors, throttling and the subnet's free addresses. With `pre-allocate=1` every new pod can wait on an allocation; surge allocation pays that cost once per backlog. Check the node's interface and IP-per-interface limits: prefix delegation raises them."
      }
     },
     {
      "alert": "CiliumIpamPodsWaiting",
      "expr": [
-      "ǂ0ǂ_target_node:cilium_day2_ipam_pods_waiting:value > ǂ166ǂ"
+      "ǂ0ǂ_target_node:cilium_day2_ipam_pods_waiting:value > ǂ174ǂ"
      ],
      "labels": {
       "severity": "critical",
@@ -4921,7 +4857,7 @@
      },
      "annotations": {
       "summary": "Pods waiting for IP addresses in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Pods waiting for IP addresses in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (target_node={{ $labels.target_node }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the critical threshold of ǂ167ǂ. The operator reports that this node needs more IP addresses than it has: pods scheduled there stay in ContainerCreating or Pending until addresses arrive.",
+      "description": "Pods waiting for IP addresses in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (target_node={{ $labels.target_node }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the critical threshold of ǂ175ǂ. The operator reports that this node needs more IP addresses than it has: pods scheduled there stay in ContainerCreating or Pending until addresses arrive.",
       "runbook": "Check cloud API errors, throttling and the subnet's free addresses. With `pre-allocate=1` every new pod can wait on an allocation; surge allocation pays that cost once per backlog. Check the node's interface and IP-per-interface limits: prefix delegation raises them."
      }
     }
@@ -4934,13 +4870,13 @@
     {
      "record": "ǂ0ǂ:cilium_day2_ipam_nodes_in_deficit:value",
      "expr": [
-      "max by (ǂ0ǂ) (cilium_operator_ipam_nodes{category=\"in-deficit\"})"
+      "(max by (ǂ0ǂ) (cilium_operator_ipam_nodes{category=\"in-deficit\"})) > ǂ176ǂ"
      ]
     },
     {
      "alert": "CiliumIpamNodesInDeficit",
      "expr": [
-      "ǂ0ǂ:cilium_day2_ipam_nodes_in_deficit:value > ǂ168ǂ"
+      "ǂ0ǂ:cilium_day2_ipam_nodes_in_deficit:value > ǂ176ǂ"
      ],
      "labels": {
       "severity": "warning",
@@ -4949,14 +4885,14 @@
      },
      "annotations": {
       "summary": "Nodes in IP deficit in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Nodes in IP deficit in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the warning threshold of ǂ169ǂ. The operator counts nodes whose IP pool is below what they need. A persistent deficit means allocation cannot keep up with scheduling.",
+      "description": "Nodes in IP deficit in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the warning threshold of ǂ177ǂ. The operator counts nodes whose IP pool is below what they need. A persistent deficit means allocation cannot keep up with scheduling.",
       "runbook": "Find the nodes with `needed_ips > 0` on the dashboard, then follow the pods-waiting runbook. Many nodes in deficit at once point to the cloud API or to subnet exhaustion."
      }
     },
     {
      "alert": "CiliumIpamNodesInDeficit",
      "expr": [
-      "ǂ0ǂ:cilium_day2_ipam_nodes_in_deficit:value > ǂ170ǂ"
+      "ǂ0ǂ:cilium_day2_ipam_nodes_in_deficit:value > ǂ178ǂ"
      ],
      "labels": {
       "severity": "critical",
@@ -4965,7 +4901,7 @@
      },
      "annotations": {
       "summary": "Nodes in IP deficit in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Nodes in IP deficit in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the critical threshold of ǂ171ǂ. The operator counts nodes whose IP pool is below what they need. A persistent deficit means allocation cannot keep up with scheduling.",
+      "description": "Nodes in IP deficit in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the critical threshold of ǂ179ǂ. The operator counts nodes whose IP pool is below what they need. A persistent deficit means allocation cannot keep up with scheduling.",
       "runbook": "Find the nodes with `needed_ips > 0` on the dashboard, then follow the pods-waiting runbook. Many nodes in deficit at once point to the cloud API or to subnet exhaustion."
      }
     }
@@ -4984,13 +4920,13 @@
     {
      "record": "ǂ0ǂ_subnet_id_availability_zone:cilium_day2_ipam_subnet_exhaustion:value",
      "expr": [
-      "min by (ǂ0ǂ, subnet_id, availability_zone) (cilium_operator_ipam_available_ips_per_subnet)"
+      "(min by (ǂ0ǂ, subnet_id, availability_zone) (cilium_operator_ipam_available_ips_per_subnet)) < ǂ180ǂ"
      ]
     },
     {
      "alert": "CiliumIpamSubnetExhaustion",
      "expr": [
-      "(ǂ0ǂ_subnet_id_availability_zone:cilium_day2_ipam_subnet_exhaustion:value < ǂ172ǂ) and on (ǂ0ǂ, subnet_id) max_over_time(ǂ0ǂ_subnet_id:cilium_day2_ipam_subnet_exhaustion:seen[24h])"
+      "(ǂ0ǂ_subnet_id_availability_zone:cilium_day2_ipam_subnet_exhaustion:value < ǂ180ǂ) and on (ǂ0ǂ, subnet_id) max_over_time(ǂ0ǂ_subnet_id:cilium_day2_ipam_subnet_exhaustion:seen[24h])"
      ],
      "labels": {
       "severity": "warning",
@@ -4999,14 +4935,14 @@
      },
      "annotations": {
       "summary": "Subnet running out of addresses in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Subnet running out of addresses in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (subnet_id={{ $labels.subnet_id }}, availability_zone={{ $labels.availability_zone }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is below the warning threshold of ǂ173ǂ. A subnet used for pod IPs has few free addresses left. When it is empty, new interfaces and IPs cannot be allocated in that zone even if nodes have capacity.",
+      "description": "Subnet running out of addresses in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (subnet_id={{ $labels.subnet_id }}, availability_zone={{ $labels.availability_zone }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is below the warning threshold of ǂ181ǂ. A subnet used for pod IPs has few free addresses left. When it is empty, new interfaces and IPs cannot be allocated in that zone even if nodes have capacity.",
       "runbook": "Add subnets (tag them for Cilium), move pools to larger subnets, or release waste: lower pre-allocation and max-above-watermark, and check for stranded prefixes from node turnover when prefix delegation is on."
      }
     },
     {
      "alert": "CiliumIpamSubnetExhaustion",
      "expr": [
-      "(ǂ0ǂ_subnet_id_availability_zone:cilium_day2_ipam_subnet_exhaustion:value < ǂ174ǂ) and on (ǂ0ǂ, subnet_id) max_over_time(ǂ0ǂ_subnet_id:cilium_day2_ipam_subnet_exhaustion:seen[24h])"
+      "(ǂ0ǂ_subnet_id_availability_zone:cilium_day2_ipam_subnet_exhaustion:value < ǂ182ǂ) and on (ǂ0ǂ, subnet_id) max_over_time(ǂ0ǂ_subnet_id:cilium_day2_ipam_subnet_exhaustion:seen[24h])"
      ],
      "labels": {
       "severity": "critical",
@@ -5015,7 +4951,7 @@
      },
      "annotations": {
       "summary": "Subnet running out of addresses in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Subnet running out of addresses in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (subnet_id={{ $labels.subnet_id }}, availability_zone={{ $labels.availability_zone }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is below the critical threshold of ǂ175ǂ. A subnet used for pod IPs has few free addresses left. When it is empty, new interfaces and IPs cannot be allocated in that zone even if nodes have capacity.",
+      "description": "Subnet running out of addresses in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (subnet_id={{ $labels.subnet_id }}, availability_zone={{ $labels.availability_zone }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is below the critical threshold of ǂ183ǂ. A subnet used for pod IPs has few free addresses left. When it is empty, new interfaces and IPs cannot be allocated in that zone even if nodes have capacity.",
       "runbook": "Add subnets (tag them for Cilium), move pools to larger subnets, or release waste: lower pre-allocation and max-above-watermark, and check for stranded prefixes from node turnover when prefix delegation is on."
      }
     }
@@ -5028,13 +4964,13 @@
     {
      "record": "ǂ0ǂ_subnet_id_status:cilium_day2_ipam_interface_creation_failures:increaseǂ38ǂ",
      "expr": [
-      "(sum by (ǂ0ǂ, subnet_id, status) (max without (prometheus_replica, replica) ((increase(cilium_operator_ipam_allocation_duration_seconds_count{status=~\"unable.*\"}[ǂ38ǂ]) and cilium_operator_ipam_allocation_duration_seconds_count{status=~\"unable.*\"} offset ǂ38ǂ) or (cilium_operator_ipam_allocation_duration_seconds_count{status=~\"unable.*\"} unless cilium_operator_ipam_allocation_duration_seconds_count{status=~\"unable.*\"} offset ǂ38ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ3ǂ\"} offset ǂ38ǂ))) or sum by (ǂ0ǂ, subnet_id, status) (max without (prometheus_replica, replica) ((increase(cilium_operator_ipam_interface_creation_ops{status=~\"unable.*\"}[ǂ38ǂ]) and cilium_operator_ipam_interface_creation_ops{status=~\"unable.*\"} offset ǂ38ǂ) or (cilium_operator_ipam_interface_creation_ops{status=~\"unable.*\"} unless cilium_operator_ipam_interface_creation_ops{status=~\"unable.*\"} offset ǂ38ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ3ǂ\"} offset ǂ38ǂ))))"
+      "((sum by (ǂ0ǂ, subnet_id, status) (max without (prometheus_replica, replica) ((increase(cilium_operator_ipam_allocation_duration_seconds_count{status=~\"unable.*\"}[ǂ38ǂ]) and cilium_operator_ipam_allocation_duration_seconds_count{status=~\"unable.*\"} offset ǂ38ǂ) or (cilium_operator_ipam_allocation_duration_seconds_count{status=~\"unable.*\"} unless cilium_operator_ipam_allocation_duration_seconds_count{status=~\"unable.*\"} offset ǂ38ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ3ǂ\"} offset ǂ38ǂ))) or sum by (ǂ0ǂ, subnet_id, status) (max without (prometheus_replica, replica) ((increase(cilium_operator_ipam_interface_creation_ops{status=~\"unable.*\"}[ǂ38ǂ]) and cilium_operator_ipam_interface_creation_ops{status=~\"unable.*\"} offset ǂ38ǂ) or (cilium_operator_ipam_interface_creation_ops{status=~\"unable.*\"} unless cilium_operator_ipam_interface_creation_ops{status=~\"unable.*\"} offset ǂ38ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ3ǂ\"} offset ǂ38ǂ))))) > ǂ184ǂ"
      ]
     },
     {
      "alert": "CiliumIpamInterfaceCreationFailures",
      "expr": [
-      "ǂ0ǂ_subnet_id_status:cilium_day2_ipam_interface_creation_failures:increaseǂ38ǂ > ǂ176ǂ"
+      "ǂ0ǂ_subnet_id_status:cilium_day2_ipam_interface_creation_failures:increaseǂ38ǂ > ǂ184ǂ"
      ],
      "labels": {
       "severity": "warning",
@@ -5043,14 +4979,14 @@
      },
      "annotations": {
       "summary": "Interface (ENI) creation failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Interface (ENI) creation failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (subnet_id={{ $labels.subnet_id }}, status={{ $labels.status }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the warning threshold of ǂ177ǂ. The operator fails to create or attach network interfaces (ENIs on AWS and Alibaba Cloud; Azure IPAM never creates interfaces). Nodes that need a new interface for more IPs cannot grow their pool.",
+      "description": "Interface (ENI) creation failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (subnet_id={{ $labels.subnet_id }}, status={{ $labels.status }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the warning threshold of ǂ185ǂ. The operator fails to create or attach network interfaces (ENIs on AWS and Alibaba Cloud; Azure IPAM never creates interfaces). Nodes that need a new interface for more IPs cannot grow their pool.",
       "runbook": "Read the `status` label, the error condition Cilium records: `unableToFindSubnet` (no subnet matches the node's VPC, zone, IDs or tags, or all are full), `unableToGetSecurityGroups`, `unableToCreateENI`, `unableToAttachENI` (often the instance type's interface limit), `unableToMarkENIForDeletion` or `unableToDetermineLimits` (an instance type the operator does not know; upgrade it or set the limits). Before Cilium 1.13 the counter `interface_creation_ops` spelled them `unable to create ENI`, `unable to attach ENI`. Then check subnet free space, security groups, the operator's IAM permissions and cloud API errors."
      }
     },
     {
      "alert": "CiliumIpamInterfaceCreationFailures",
      "expr": [
-      "ǂ0ǂ_subnet_id_status:cilium_day2_ipam_interface_creation_failures:increaseǂ38ǂ > ǂ178ǂ"
+      "ǂ0ǂ_subnet_id_status:cilium_day2_ipam_interface_creation_failures:increaseǂ38ǂ > ǂ186ǂ"
      ],
      "labels": {
       "severity": "critical",
@@ -5059,7 +4995,7 @@
      },
      "annotations": {
       "summary": "Interface (ENI) creation failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Interface (ENI) creation failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (subnet_id={{ $labels.subnet_id }}, status={{ $labels.status }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the critical threshold of ǂ179ǂ. The operator fails to create or attach network interfaces (ENIs on AWS and Alibaba Cloud; Azure IPAM never creates interfaces). Nodes that need a new interface for more IPs cannot grow their pool.",
+      "description": "Interface (ENI) creation failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (subnet_id={{ $labels.subnet_id }}, status={{ $labels.status }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the critical threshold of ǂ187ǂ. The operator fails to create or attach network interfaces (ENIs on AWS and Alibaba Cloud; Azure IPAM never creates interfaces). Nodes that need a new interface for more IPs cannot grow their pool.",
       "runbook": "Read the `status` label, the error condition Cilium records: `unableToFindSubnet` (no subnet matches the node's VPC, zone, IDs or tags, or all are full), `unableToGetSecurityGroups`, `unableToCreateENI`, `unableToAttachENI` (often the instance type's interface limit), `unableToMarkENIForDeletion` or `unableToDetermineLimits` (an instance type the operator does not know; upgrade it or set the limits). Before Cilium 1.13 the counter `interface_creation_ops` spelled them `unable to create ENI`, `unable to attach ENI`. Then check subnet free space, security groups, the operator's IAM permissions and cloud API errors."
      }
     }
@@ -5072,13 +5008,13 @@
     {
      "record": "ǂ0ǂ_subnet_id:cilium_day2_ipam_ip_allocation_failures:increaseǂ39ǂ",
      "expr": [
-      "sum by (ǂ0ǂ, subnet_id) (max without (prometheus_replica, replica) ((increase(cilium_operator_ipam_allocation_duration_seconds_count{status=\"failed\", type=\"allocateIP\"}[ǂ39ǂ]) and cilium_operator_ipam_allocation_duration_seconds_count{status=\"failed\", type=\"allocateIP\"} offset ǂ39ǂ) or (cilium_operator_ipam_allocation_duration_seconds_count{status=\"failed\", type=\"allocateIP\"} unless cilium_operator_ipam_allocation_duration_seconds_count{status=\"failed\", type=\"allocateIP\"} offset ǂ39ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ3ǂ\"} offset ǂ39ǂ)))"
+      "(sum by (ǂ0ǂ, subnet_id) (max without (prometheus_replica, replica) ((increase(cilium_operator_ipam_allocation_duration_seconds_count{status=\"failed\", type=\"allocateIP\"}[ǂ39ǂ]) and cilium_operator_ipam_allocation_duration_seconds_count{status=\"failed\", type=\"allocateIP\"} offset ǂ39ǂ) or (cilium_operator_ipam_allocation_duration_seconds_count{status=\"failed\", type=\"allocateIP\"} unless cilium_operator_ipam_allocation_duration_seconds_count{status=\"failed\", type=\"allocateIP\"} offset ǂ39ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ3ǂ\"} offset ǂ39ǂ)))) > ǂ188ǂ"
      ]
     },
     {
      "alert": "CiliumIpamIpAllocationFailures",
      "expr": [
-      "ǂ0ǂ_subnet_id:cilium_day2_ipam_ip_allocation_failures:increaseǂ39ǂ > ǂ180ǂ"
+      "ǂ0ǂ_subnet_id:cilium_day2_ipam_ip_allocation_failures:increaseǂ39ǂ > ǂ188ǂ"
      ],
      "labels": {
       "severity": "warning",
@@ -5087,14 +5023,14 @@
      },
      "annotations": {
       "summary": "IP address allocation failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "IP address allocation failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (subnet_id={{ $labels.subnet_id }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the warning threshold of ǂ181ǂ. The operator fails to assign more addresses to an existing interface (`type=\"allocateIP\"`, `status=\"failed\"`): the cloud API refused `AssignPrivateIpAddresses` or its Azure and Alibaba Cloud equivalents, or the subnet had no address left. On AWS and Alibaba Cloud the operator then tries a new interface; on Azure, which never creates interfaces, the node's pool simply does not grow.",
+      "description": "IP address allocation failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (subnet_id={{ $labels.subnet_id }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the warning threshold of ǂ189ǂ. The operator fails to assign more addresses to an existing interface (`type=\"allocateIP\"`, `status=\"failed\"`): the cloud API refused `AssignPrivateIpAddresses` or its Azure and Alibaba Cloud equivalents, or the subnet had no address left. On AWS and Alibaba Cloud the operator then tries a new interface; on Azure, which never creates interfaces, the node's pool simply does not grow.",
       "runbook": "Check the subnet's free addresses (`ipam_subnet_exhaustion`), cloud API errors and throttling for the same operations, and the operator log (\"Unable to assign additional IPs to interface\"). Free addresses, add subnets, or lower pre-allocation if the subnet is shared by many nodes."
      }
     },
     {
      "alert": "CiliumIpamIpAllocationFailures",
      "expr": [
-      "ǂ0ǂ_subnet_id:cilium_day2_ipam_ip_allocation_failures:increaseǂ39ǂ > ǂ182ǂ"
+      "ǂ0ǂ_subnet_id:cilium_day2_ipam_ip_allocation_failures:increaseǂ39ǂ > ǂ190ǂ"
      ],
      "labels": {
       "severity": "critical",
@@ -5103,7 +5039,7 @@
      },
      "annotations": {
       "summary": "IP address allocation failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "IP address allocation failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (subnet_id={{ $labels.subnet_id }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the critical threshold of ǂ183ǂ. The operator fails to assign more addresses to an existing interface (`type=\"allocateIP\"`, `status=\"failed\"`): the cloud API refused `AssignPrivateIpAddresses` or its Azure and Alibaba Cloud equivalents, or the subnet had no address left. On AWS and Alibaba Cloud the operator then tries a new interface; on Azure, which never creates interfaces, the node's pool simply does not grow.",
+      "description": "IP address allocation failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (subnet_id={{ $labels.subnet_id }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the critical threshold of ǂ191ǂ. The operator fails to assign more addresses to an existing interface (`type=\"allocateIP\"`, `status=\"failed\"`): the cloud API refused `AssignPrivateIpAddresses` or its Azure and Alibaba Cloud equivalents, or the subnet had no address left. On AWS and Alibaba Cloud the operator then tries a new interface; on Azure, which never creates interfaces, the node's pool simply does not grow.",
       "runbook": "Check the subnet's free addresses (`ipam_subnet_exhaustion`), cloud API errors and throttling for the same operations, and the operator log (\"Unable to assign additional IPs to interface\"). Free addresses, add subnets, or lower pre-allocation if the subnet is shared by many nodes."
      }
     }
@@ -5114,18 +5050,20 @@
   "ipam_allocation_p99": {
    "rules": [
     {
-     "alert": "CiliumIpamAllocationP99",
+     "record": "ǂ0ǂ:cilium_day2_ipam_allocation_p99:quantileǂ40ǂ",
      "expr": [
+      "(histogram_quantile(0.99, ",
       {
-       "leaf": "sum by (ǂ0ǂ) (rate(cilium_operator_ipam_allocation_duration_seconds_bucket{le=~\"ǂ184ǂ\"}[ǂ40ǂ]))",
+       "leaf": "sum by (ǂ0ǂ, le) (rate(cilium_operator_ipam_allocation_duration_seconds_bucket{le=~\"ǂ192ǂ|ǂ193ǂ|60|60\\\\.0|\\\\+Inf\"}[ǂ40ǂ]))",
        "name": null
       },
-      " / ",
-      {
-       "leaf": "sum by (ǂ0ǂ) (rate(cilium_operator_ipam_allocation_duration_seconds_count[ǂ40ǂ]))",
-       "name": "ǂ0ǂ:cilium_operator_ipam_allocation_duration_seconds_count:rateǂ40ǂ"
-      },
-      " < 0.99"
+      ")) > ǂ194ǂ"
+     ]
+    },
+    {
+     "alert": "CiliumIpamAllocationP99",
+     "expr": [
+      "ǂ0ǂ:cilium_day2_ipam_allocation_p99:quantileǂ40ǂ > ǂ194ǂ"
      ],
      "labels": {
       "severity": "warning",
@@ -5134,23 +5072,14 @@
      },
      "annotations": {
       "summary": "IP allocation slow in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "IP allocation slow in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: the p99 latency is above ǂ185ǂ, the warning threshold: only {{ $value | humanizePercentage }} of the observations took ǂ185ǂ or less, where 99% should. The 99th percentile time for the operator to allocate IPs to a node is high: the time from pod scheduling to IP assignment grows, especially during node churn.",
+      "description": "IP allocation slow in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: the p99 latency is above ǂ195ǂ, the warning threshold (estimated at {{ $value | humanizeDuration }} from the buckets at the thresholds). The 99th percentile time for the operator to allocate IPs to a node is high: the time from pod scheduling to IP assignment grows, especially during node churn.",
       "runbook": "Check the cloud API latency, throttling and rate-limiter wait for the same period. Tune pre-allocate, min-allocate and max-allocate for the node pools, and consider surge allocation and prefix delegation."
      }
     },
     {
      "alert": "CiliumIpamAllocationP99",
      "expr": [
-      {
-       "leaf": "sum by (ǂ0ǂ) (rate(cilium_operator_ipam_allocation_duration_seconds_bucket{le=~\"ǂ186ǂ\"}[ǂ40ǂ]))",
-       "name": null
-      },
-      " / ",
-      {
-       "leaf": "sum by (ǂ0ǂ) (rate(cilium_operator_ipam_allocation_duration_seconds_count[ǂ40ǂ]))",
-       "name": "ǂ0ǂ:cilium_operator_ipam_allocation_duration_seconds_count:rateǂ40ǂ"
-      },
-      " < 0.99"
+      "ǂ0ǂ:cilium_day2_ipam_allocation_p99:quantileǂ40ǂ > ǂ196ǂ"
      ],
      "labels": {
       "severity": "critical",
@@ -5159,7 +5088,7 @@
      },
      "annotations": {
       "summary": "IP allocation slow in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "IP allocation slow in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: the p99 latency is above ǂ187ǂ, the critical threshold: only {{ $value | humanizePercentage }} of the observations took ǂ187ǂ or less, where 99% should. The 99th percentile time for the operator to allocate IPs to a node is high: the time from pod scheduling to IP assignment grows, especially during node churn.",
+      "description": "IP allocation slow in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: the p99 latency is above ǂ197ǂ, the critical threshold (estimated at {{ $value | humanizeDuration }} from the buckets at the thresholds). The 99th percentile time for the operator to allocate IPs to a node is high: the time from pod scheduling to IP assignment grows, especially during node churn.",
       "runbook": "Check the cloud API latency, throttling and rate-limiter wait for the same period. Tune pre-allocate, min-allocate and max-allocate for the node pools, and consider surge allocation and prefix delegation."
      }
     }
@@ -5170,9 +5099,15 @@
   "agent_down": {
    "rules": [
     {
+     "record": "ǂ0ǂ_ǂ1ǂ:cilium_day2_agent_down:up",
+     "expr": [
+      "(max by (ǂ0ǂ, ǂ1ǂ) (up{job=~\"ǂ2ǂ\"})) < ǂ198ǂ"
+     ]
+    },
+    {
      "alert": "CiliumAgentDown",
      "expr": [
-      "max by (ǂ0ǂ, ǂ1ǂ) (up{job=~\"ǂ2ǂ\"}) < ǂ188ǂ"
+      "ǂ0ǂ_ǂ1ǂ:cilium_day2_agent_down:up < ǂ198ǂ"
      ],
      "labels": {
       "severity": "critical",
@@ -5181,7 +5116,7 @@
      },
      "annotations": {
       "summary": "Cilium agent not reporting in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Cilium agent not reporting in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is below the critical threshold of ǂ189ǂ. The agent's metrics endpoint cannot be scraped. The agent may be crash-looping, stuck or unreachable; its node keeps the last programmed datapath but gets no updates.",
+      "description": "Cilium agent not reporting in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is below the critical threshold of ǂ199ǂ. The agent's metrics endpoint cannot be scraped. The agent may be crash-looping, stuck or unreachable; its node keeps the last programmed datapath but gets no updates.",
       "runbook": "Check the cilium pod on the node (`kubectl -n kube-system get pod -o wide | grep <node>`), its restarts and its last log lines. A deadlocked agent fails its health checks: the article saw a kvstore problem cause exactly that, so check the kvstore signals too."
      }
     }
@@ -5192,9 +5127,15 @@
   "operator_down": {
    "rules": [
     {
+     "record": "ǂ0ǂ:cilium_day2_operator_down:up",
+     "expr": [
+      "(max by (ǂ0ǂ) (up{job=~\"ǂ3ǂ\"})) < ǂ200ǂ"
+     ]
+    },
+    {
      "alert": "CiliumOperatorDown",
      "expr": [
-      "max by (ǂ0ǂ) (up{job=~\"ǂ3ǂ\"}) < ǂ190ǂ"
+      "ǂ0ǂ:cilium_day2_operator_down:up < ǂ200ǂ"
      ],
      "labels": {
       "severity": "critical",
@@ -5203,7 +5144,7 @@
      },
      "annotations": {
       "summary": "Cilium operator not reporting in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Cilium operator not reporting in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is below the critical threshold of ǂ191ǂ. No operator replica of the cluster can be scraped. IPAM, identity garbage collection and CRD housekeeping stop; new nodes get no IPs in ENI/Azure/Alibaba Cloud modes.",
+      "description": "Cilium operator not reporting in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is below the critical threshold of ǂ201ǂ. No operator replica of the cluster can be scraped. IPAM, identity garbage collection and CRD housekeeping stop; new nodes get no IPs in ENI/Azure/Alibaba Cloud modes.",
       "runbook": "Check the operator deployment, its pods' restarts and logs, and its leader-election lease."
      }
     }
@@ -5216,16 +5157,18 @@
     {
      "record": "ǂ0ǂ_ǂ1ǂ:cilium_day2_agent_restarts:changesǂ43ǂ",
      "expr": [
+      "(",
       {
        "leaf": "sum by (ǂ0ǂ, ǂ1ǂ) (max without (prometheus_replica, replica) (changes(cilium_process_start_time_seconds[ǂ43ǂ])))",
        "name": "ǂ0ǂ_ǂ1ǂ:cilium_process_start_time_seconds:changesǂ43ǂ"
-      }
+      },
+      ") > ǂ202ǂ"
      ]
     },
     {
      "alert": "CiliumAgentRestarts",
      "expr": [
-      "ǂ0ǂ_ǂ1ǂ:cilium_day2_agent_restarts:changesǂ43ǂ > ǂ192ǂ"
+      "ǂ0ǂ_ǂ1ǂ:cilium_day2_agent_restarts:changesǂ43ǂ > ǂ202ǂ"
      ],
      "labels": {
       "severity": "warning",
@@ -5234,14 +5177,14 @@
      },
      "annotations": {
       "summary": "Cilium agent restarting in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Cilium agent restarting in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the warning threshold of ǂ193ǂ. The agent process on this node restarted several times in the last hour. Every restart re-creates datapath state and can drop packets under load; repeated restarts usually mean a crash loop or failing health checks.",
+      "description": "Cilium agent restarting in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the warning threshold of ǂ203ǂ. The agent process on this node restarted several times in the last hour. Every restart re-creates datapath state and can drop packets under load; repeated restarts usually mean a crash loop or failing health checks.",
       "runbook": "Read the previous container's log (`kubectl logs --previous`) and the pod events (OOMKilled, liveness failures). The article saw kvstore trouble cause health-check failures and restarts across the fleet. Restarts are measured from the agent's own process start time, so kube-state-metrics is not needed."
      }
     },
     {
      "alert": "CiliumAgentRestarts",
      "expr": [
-      "ǂ0ǂ_ǂ1ǂ:cilium_day2_agent_restarts:changesǂ43ǂ > ǂ194ǂ"
+      "ǂ0ǂ_ǂ1ǂ:cilium_day2_agent_restarts:changesǂ43ǂ > ǂ204ǂ"
      ],
      "labels": {
       "severity": "critical",
@@ -5250,7 +5193,7 @@
      },
      "annotations": {
       "summary": "Cilium agent restarting in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Cilium agent restarting in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the critical threshold of ǂ195ǂ. The agent process on this node restarted several times in the last hour. Every restart re-creates datapath state and can drop packets under load; repeated restarts usually mean a crash loop or failing health checks.",
+      "description": "Cilium agent restarting in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the critical threshold of ǂ205ǂ. The agent process on this node restarted several times in the last hour. Every restart re-creates datapath state and can drop packets under load; repeated restarts usually mean a crash loop or failing health checks.",
       "runbook": "Read the previous container's log (`kubectl logs --previous`) and the pod events (OOMKilled, liveness failures). The article saw kvstore trouble cause health-check failures and restarts across the fleet. Restarts are measured from the agent's own process start time, so kube-state-metrics is not needed."
      }
     }
@@ -5263,16 +5206,18 @@
     {
      "record": "ǂ0ǂ:cilium_day2_operator_restarts:changesǂ44ǂ",
      "expr": [
+      "(",
       {
        "leaf": "sum by (ǂ0ǂ) (max without (prometheus_replica, replica) (changes(cilium_operator_process_start_time_seconds[ǂ44ǂ])))",
        "name": "ǂ0ǂ:cilium_operator_process_start_time_seconds:changesǂ44ǂ"
-      }
+      },
+      ") > ǂ206ǂ"
      ]
     },
     {
      "alert": "CiliumOperatorRestarts",
      "expr": [
-      "ǂ0ǂ:cilium_day2_operator_restarts:changesǂ44ǂ > ǂ196ǂ"
+      "ǂ0ǂ:cilium_day2_operator_restarts:changesǂ44ǂ > ǂ206ǂ"
      ],
      "labels": {
       "severity": "warning",
@@ -5281,14 +5226,14 @@
      },
      "annotations": {
       "summary": "Cilium operator restarting in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Cilium operator restarting in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the warning threshold of ǂ197ǂ. Operator processes of this cluster restarted several times in the last hour. Each restart interrupts IPAM and identity GC, and hands leadership to the other replica.",
+      "description": "Cilium operator restarting in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the warning threshold of ǂ207ǂ. Operator processes of this cluster restarted several times in the last hour. Each restart interrupts IPAM and identity GC, and hands leadership to the other replica.",
       "runbook": "Read the previous container's log and pod events; check memory limits (large clusters need more), Kubernetes API access and the cloud API credentials."
      }
     },
     {
      "alert": "CiliumOperatorRestarts",
      "expr": [
-      "ǂ0ǂ:cilium_day2_operator_restarts:changesǂ44ǂ > ǂ198ǂ"
+      "ǂ0ǂ:cilium_day2_operator_restarts:changesǂ44ǂ > ǂ208ǂ"
      ],
      "labels": {
       "severity": "critical",
@@ -5297,7 +5242,7 @@
      },
      "annotations": {
       "summary": "Cilium operator restarting in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Cilium operator restarting in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the critical threshold of ǂ199ǂ. Operator processes of this cluster restarted several times in the last hour. Each restart interrupts IPAM and identity GC, and hands leadership to the other replica.",
+      "description": "Cilium operator restarting in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the critical threshold of ǂ209ǂ. Operator processes of this cluster restarted several times in the last hour. Each restart interrupts IPAM and identity GC, and hands leadership to the other replica.",
       "runbook": "Read the previous container's log and pod events; check memory limits (large clusters need more), Kubernetes API access and the cloud API credentials."
      }
     }
@@ -5310,13 +5255,13 @@
     {
      "record": "ǂ0ǂ_ǂ1ǂ:cilium_day2_controllers_failing:value",
      "expr": [
-      "max by (ǂ0ǂ, ǂ1ǂ) (cilium_controllers_failing)"
+      "(max by (ǂ0ǂ, ǂ1ǂ) (cilium_controllers_failing)) > ǂ210ǂ"
      ]
     },
     {
      "alert": "CiliumControllersFailing",
      "expr": [
-      "ǂ0ǂ_ǂ1ǂ:cilium_day2_controllers_failing:value > ǂ200ǂ"
+      "ǂ0ǂ_ǂ1ǂ:cilium_day2_controllers_failing:value > ǂ210ǂ"
      ],
      "labels": {
       "severity": "warning",
@@ -5325,14 +5270,14 @@
      },
      "annotations": {
       "summary": "Agent controllers failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Agent controllers failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the warning threshold of ǂ201ǂ. Some of the agent's internal controllers (reconciliation loops) keep failing on this node. The state they own (endpoints, policy, node routes, kvstore sync) is not being reconciled.",
+      "description": "Agent controllers failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the warning threshold of ǂ211ǂ. Some of the agent's internal controllers (reconciliation loops) keep failing on this node. The state they own (endpoints, policy, node routes, kvstore sync) is not being reconciled.",
       "runbook": "Run `cilium-dbg status --all-controllers` in the agent pod to see which controllers fail and their last error. The name usually points at the dependency (kvstore, Kubernetes API, a specific endpoint)."
      }
     },
     {
      "alert": "CiliumControllersFailing",
      "expr": [
-      "ǂ0ǂ_ǂ1ǂ:cilium_day2_controllers_failing:value > ǂ202ǂ"
+      "ǂ0ǂ_ǂ1ǂ:cilium_day2_controllers_failing:value > ǂ212ǂ"
      ],
      "labels": {
       "severity": "critical",
@@ -5341,7 +5286,7 @@
      },
      "annotations": {
       "summary": "Agent controllers failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Agent controllers failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the critical threshold of ǂ203ǂ. Some of the agent's internal controllers (reconciliation loops) keep failing on this node. The state they own (endpoints, policy, node routes, kvstore sync) is not being reconciled.",
+      "description": "Agent controllers failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the critical threshold of ǂ213ǂ. Some of the agent's internal controllers (reconciliation loops) keep failing on this node. The state they own (endpoints, policy, node routes, kvstore sync) is not being reconciled.",
       "runbook": "Run `cilium-dbg status --all-controllers` in the agent pod to see which controllers fail and their last error. The name usually points at the dependency (kvstore, Kubernetes API, a specific endpoint)."
      }
     }
@@ -5354,13 +5299,13 @@
     {
      "record": "ǂ0ǂ:cilium_day2_unreachable_nodes:value",
      "expr": [
-      "max by (ǂ0ǂ) (cilium_unreachable_nodes)"
+      "(max by (ǂ0ǂ) (cilium_unreachable_nodes)) > ǂ214ǂ"
      ]
     },
     {
      "alert": "CiliumUnreachableNodes",
      "expr": [
-      "ǂ0ǂ:cilium_day2_unreachable_nodes:value > ǂ204ǂ"
+      "ǂ0ǂ:cilium_day2_unreachable_nodes:value > ǂ214ǂ"
      ],
      "labels": {
       "severity": "warning",
@@ -5369,14 +5314,14 @@
      },
      "annotations": {
       "summary": "Nodes unreachable from agents in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Nodes unreachable from agents in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the warning threshold of ǂ205ǂ. Cilium's health checks cannot reach some nodes of the cluster. Pods on those nodes lose connectivity with the rest of the cluster. The highest count seen by any agent is used, so one alert fires per cluster instead of one per node.",
+      "description": "Nodes unreachable from agents in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the warning threshold of ǂ215ǂ. Cilium's health checks cannot reach some nodes of the cluster. Pods on those nodes lose connectivity with the rest of the cluster. The highest count seen by any agent is used, so one alert fires per cluster instead of one per node.",
       "runbook": "Run `cilium-dbg status --verbose` / `cilium-health status` on an agent to list unreachable nodes. If one agent sees almost every node unreachable, that agent's own node is the problem. Otherwise check the nodes themselves, security groups, routes and MTU consistency."
      }
     },
     {
      "alert": "CiliumUnreachableNodes",
      "expr": [
-      "ǂ0ǂ:cilium_day2_unreachable_nodes:value > ǂ206ǂ"
+      "ǂ0ǂ:cilium_day2_unreachable_nodes:value > ǂ216ǂ"
      ],
      "labels": {
       "severity": "critical",
@@ -5385,7 +5330,7 @@
      },
      "annotations": {
       "summary": "Nodes unreachable from agents in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Nodes unreachable from agents in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the critical threshold of ǂ207ǂ. Cilium's health checks cannot reach some nodes of the cluster. Pods on those nodes lose connectivity with the rest of the cluster. The highest count seen by any agent is used, so one alert fires per cluster instead of one per node.",
+      "description": "Nodes unreachable from agents in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the critical threshold of ǂ217ǂ. Cilium's health checks cannot reach some nodes of the cluster. Pods on those nodes lose connectivity with the rest of the cluster. The highest count seen by any agent is used, so one alert fires per cluster instead of one per node.",
       "runbook": "Run `cilium-dbg status --verbose` / `cilium-health status` on an agent to list unreachable nodes. If one agent sees almost every node unreachable, that agent's own node is the problem. Otherwise check the nodes themselves, security groups, routes and MTU consistency."
      }
     }
@@ -5398,13 +5343,13 @@
     {
      "record": "ǂ0ǂ:cilium_day2_unreachable_health_endpoints:value",
      "expr": [
-      "max by (ǂ0ǂ) (cilium_unreachable_health_endpoints)"
+      "(max by (ǂ0ǂ) (cilium_unreachable_health_endpoints)) > ǂ218ǂ"
      ]
     },
     {
      "alert": "CiliumUnreachableHealthEndpoints",
      "expr": [
-      "ǂ0ǂ:cilium_day2_unreachable_health_endpoints:value > ǂ208ǂ"
+      "ǂ0ǂ:cilium_day2_unreachable_health_endpoints:value > ǂ218ǂ"
      ],
      "labels": {
       "severity": "warning",
@@ -5413,14 +5358,14 @@
      },
      "annotations": {
       "summary": "Health endpoints unreachable from agents in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Health endpoints unreachable from agents in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the warning threshold of ǂ209ǂ. Cilium's health checks reach some nodes but not the health endpoint (a pod IP) on them: pod-to-pod traffic across nodes is broken even though nodes answer.",
+      "description": "Health endpoints unreachable from agents in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the warning threshold of ǂ219ǂ. Cilium's health checks reach some nodes but not the health endpoint (a pod IP) on them: pod-to-pod traffic across nodes is broken even though nodes answer.",
       "runbook": "Compare with unreachable nodes. Pod-path failures with healthy node paths point to routing of pod CIDRs, MTU mismatches (large packets fail, small succeed) or policy on the health endpoint."
      }
     },
     {
      "alert": "CiliumUnreachableHealthEndpoints",
      "expr": [
-      "ǂ0ǂ:cilium_day2_unreachable_health_endpoints:value > ǂ210ǂ"
+      "ǂ0ǂ:cilium_day2_unreachable_health_endpoints:value > ǂ220ǂ"
      ],
      "labels": {
       "severity": "critical",
@@ -5429,7 +5374,7 @@
      },
      "annotations": {
       "summary": "Health endpoints unreachable from agents in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Health endpoints unreachable from agents in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the critical threshold of ǂ211ǂ. Cilium's health checks reach some nodes but not the health endpoint (a pod IP) on them: pod-to-pod traffic across nodes is broken even though nodes answer.",
+      "description": "Health endpoints unreachable from agents in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the critical threshold of ǂ221ǂ. Cilium's health checks reach some nodes but not the health endpoint (a pod IP) on them: pod-to-pod traffic across nodes is broken even though nodes answer.",
       "runbook": "Compare with unreachable nodes. Pod-path failures with healthy node paths point to routing of pod CIDRs, MTU mismatches (large packets fail, small succeed) or policy on the health endpoint."
      }
     }
@@ -5442,13 +5387,13 @@
     {
      "record": "ǂ0ǂ_ǂ1ǂ:cilium_day2_node_connectivity_isolated:ratioǂ48ǂ",
      "expr": [
-      "sum by (ǂ0ǂ, ǂ1ǂ) (cilium_node_health_connectivity_status{status=\"unreachable\"}) / sum by (ǂ0ǂ, ǂ1ǂ) (cilium_node_health_connectivity_status{status=~\"reachable|unreachable\"})"
+      "(sum by (ǂ0ǂ, ǂ1ǂ) (cilium_node_health_connectivity_status{status=\"unreachable\"}) / sum by (ǂ0ǂ, ǂ1ǂ) (cilium_node_health_connectivity_status{status=~\"reachable|unreachable\"})) > ǂ222ǂ"
      ]
     },
     {
      "alert": "CiliumNodeConnectivityIsolated",
      "expr": [
-      "ǂ0ǂ_ǂ1ǂ:cilium_day2_node_connectivity_isolated:ratioǂ48ǂ > ǂ212ǂ"
+      "ǂ0ǂ_ǂ1ǂ:cilium_day2_node_connectivity_isolated:ratioǂ48ǂ > ǂ222ǂ"
      ],
      "labels": {
       "severity": "warning",
@@ -5457,14 +5402,14 @@
      },
      "annotations": {
       "summary": "Node cut off from most of its peers in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Node cut off from most of its peers in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ $value | humanizePercentage }} is above the warning threshold of ǂ213ǂ. Cilium's health probes from this node fail to most other nodes: the share of probed paths (the peers' node addresses and health endpoints) whose last status is `unreachable` is high. When one node cannot reach most of its peers, that node is the problem (its network, security groups, routes or MTU), not its peers. This reads `cilium_node_health_connectivity_status`, the per-status counts Cilium 1.17 and newer report.",
+      "description": "Node cut off from most of its peers in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ $value | humanizePercentage }} is above the warning threshold of ǂ223ǂ. Cilium's health probes from this node fail to most other nodes: the share of probed paths (the peers' node addresses and health endpoints) whose last status is `unreachable` is high. When one node cannot reach most of its peers, that node is the problem (its network, security groups, routes or MTU), not its peers. This reads `cilium_node_health_connectivity_status`, the per-status counts Cilium 1.17 and newer report.",
       "runbook": "Run `cilium-health status --probe` in the node's agent pod and compare with another node. Check the node's security groups or firewall for ICMP and port 4240, its routes and tunnel interface, and MTU consistency. Cordon the node if its pods lose the rest of the cluster."
      }
     },
     {
      "alert": "CiliumNodeConnectivityIsolated",
      "expr": [
-      "ǂ0ǂ_ǂ1ǂ:cilium_day2_node_connectivity_isolated:ratioǂ48ǂ > ǂ214ǂ"
+      "ǂ0ǂ_ǂ1ǂ:cilium_day2_node_connectivity_isolated:ratioǂ48ǂ > ǂ224ǂ"
      ],
      "labels": {
       "severity": "critical",
@@ -5473,7 +5418,7 @@
      },
      "annotations": {
       "summary": "Node cut off from most of its peers in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Node cut off from most of its peers in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ $value | humanizePercentage }} is above the critical threshold of ǂ215ǂ. Cilium's health probes from this node fail to most other nodes: the share of probed paths (the peers' node addresses and health endpoints) whose last status is `unreachable` is high. When one node cannot reach most of its peers, that node is the problem (its network, security groups, routes or MTU), not its peers. This reads `cilium_node_health_connectivity_status`, the per-status counts Cilium 1.17 and newer report.",
+      "description": "Node cut off from most of its peers in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ $value | humanizePercentage }} is above the critical threshold of ǂ225ǂ. Cilium's health probes from this node fail to most other nodes: the share of probed paths (the peers' node addresses and health endpoints) whose last status is `unreachable` is high. When one node cannot reach most of its peers, that node is the problem (its network, security groups, routes or MTU), not its peers. This reads `cilium_node_health_connectivity_status`, the per-status counts Cilium 1.17 and newer report.",
       "runbook": "Run `cilium-health status --probe` in the node's agent pod and compare with another node. Check the node's security groups or firewall for ICMP and port 4240, its routes and tunnel interface, and MTU consistency. Cordon the node if its pods lose the rest of the cluster."
      }
     }
@@ -5486,13 +5431,13 @@
     {
      "record": "ǂ0ǂ_ǂ1ǂ:cilium_day2_node_connectivity_isolated_legacy:value",
      "expr": [
-      "avg by (ǂ0ǂ, ǂ1ǂ) (cilium_node_connectivity_status)"
+      "(avg by (ǂ0ǂ, ǂ1ǂ) (cilium_node_connectivity_status)) < ǂ226ǂ"
      ]
     },
     {
      "alert": "CiliumNodeConnectivityIsolatedLegacy",
      "expr": [
-      "ǂ0ǂ_ǂ1ǂ:cilium_day2_node_connectivity_isolated_legacy:value < ǂ216ǂ"
+      "ǂ0ǂ_ǂ1ǂ:cilium_day2_node_connectivity_isolated_legacy:value < ǂ226ǂ"
      ],
      "labels": {
       "severity": "warning",
@@ -5501,14 +5446,14 @@
      },
      "annotations": {
       "summary": "Node cut off from most of its peers (Cilium before 1.17) in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Node cut off from most of its peers (Cilium before 1.17) in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ $value | humanizePercentage }} is below the warning threshold of ǂ217ǂ. The same condition as `node_connectivity_isolated`, read from the older `cilium_node_connectivity_status`: one series per peer and path type, 1 while the peer is reachable and 0 when it is not. The average over a node's series is the share of paths it can reach. Cilium 1.17 reports both families (the older one deprecated): on 1.17 both alerts fire for the same node; disable this one once every cluster runs 1.17 or newer.",
+      "description": "Node cut off from most of its peers (Cilium before 1.17) in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ $value | humanizePercentage }} is below the warning threshold of ǂ227ǂ. The same condition as `node_connectivity_isolated`, read from the older `cilium_node_connectivity_status`: one series per peer and path type, 1 while the peer is reachable and 0 when it is not. The average over a node's series is the share of paths it can reach. Cilium 1.17 reports both families (the older one deprecated): on 1.17 both alerts fire for the same node; disable this one once every cluster runs 1.17 or newer.",
       "runbook": "As for `node_connectivity_isolated`: `cilium-health status --probe` on the node, then its security groups, firewall, routes and MTU."
      }
     },
     {
      "alert": "CiliumNodeConnectivityIsolatedLegacy",
      "expr": [
-      "ǂ0ǂ_ǂ1ǂ:cilium_day2_node_connectivity_isolated_legacy:value < ǂ218ǂ"
+      "ǂ0ǂ_ǂ1ǂ:cilium_day2_node_connectivity_isolated_legacy:value < ǂ228ǂ"
      ],
      "labels": {
       "severity": "critical",
@@ -5517,7 +5462,7 @@
      },
      "annotations": {
       "summary": "Node cut off from most of its peers (Cilium before 1.17) in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Node cut off from most of its peers (Cilium before 1.17) in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ $value | humanizePercentage }} is below the critical threshold of ǂ219ǂ. The same condition as `node_connectivity_isolated`, read from the older `cilium_node_connectivity_status`: one series per peer and path type, 1 while the peer is reachable and 0 when it is not. The average over a node's series is the share of paths it can reach. Cilium 1.17 reports both families (the older one deprecated): on 1.17 both alerts fire for the same node; disable this one once every cluster runs 1.17 or newer.",
+      "description": "Node cut off from most of its peers (Cilium before 1.17) in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ $value | humanizePercentage }} is below the critical threshold of ǂ229ǂ. The same condition as `node_connectivity_isolated`, read from the older `cilium_node_connectivity_status`: one series per peer and path type, 1 while the peer is reachable and 0 when it is not. The average over a node's series is the share of paths it can reach. Cilium 1.17 reports both families (the older one deprecated): on 1.17 both alerts fire for the same node; disable this one once every cluster runs 1.17 or newer.",
       "runbook": "As for `node_connectivity_isolated`: `cilium-health status --probe` on the node, then its security groups, firewall, routes and MTU."
      }
     }
@@ -5530,6 +5475,7 @@
     {
      "record": "ǂ0ǂ:cilium_day2_ces_sync_failing:ratioǂ50ǂ",
      "expr": [
+      "(",
       {
        "leaf": "sum by (ǂ0ǂ) (max without (prometheus_replica, replica) (rate(cilium_operator_ces_sync_total{outcome=\"fail\"}[ǂ50ǂ])))",
        "name": "ǂ0ǂ:cilium_operator_ces_sync_total_fail:rateǂ50ǂ"
@@ -5539,13 +5485,13 @@
        "leaf": "sum by (ǂ0ǂ) (max without (prometheus_replica, replica) (rate(cilium_operator_ces_sync_total[ǂ50ǂ])))",
        "name": "ǂ0ǂ:cilium_operator_ces_sync_total:rateǂ50ǂ"
       },
-      ", ǂ51ǂ)"
+      ", ǂ51ǂ)) > ǂ230ǂ"
      ]
     },
     {
      "alert": "CiliumCesSyncFailing",
      "expr": [
-      "ǂ0ǂ:cilium_day2_ces_sync_failing:ratioǂ50ǂ > ǂ220ǂ"
+      "ǂ0ǂ:cilium_day2_ces_sync_failing:ratioǂ50ǂ > ǂ230ǂ"
      ],
      "labels": {
       "severity": "warning",
@@ -5554,14 +5500,14 @@
      },
      "annotations": {
       "summary": "CiliumEndpointSlice updates failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "CiliumEndpointSlice updates failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ $value | humanizePercentage }} is above the warning threshold of ǂ221ǂ. A share of the operator's CiliumEndpointSlice syncs to the Kubernetes API fails. With CiliumEndpointSlices enabled, agents learn about endpoints on other nodes only from these slices: new pods are not known cluster-wide, so policy from other nodes treats them with a stale or missing identity.",
+      "description": "CiliumEndpointSlice updates failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ $value | humanizePercentage }} is above the warning threshold of ǂ231ǂ. A share of the operator's CiliumEndpointSlice syncs to the Kubernetes API fails. With CiliumEndpointSlices enabled, agents learn about endpoints on other nodes only from these slices: new pods are not known cluster-wide, so policy from other nodes treats them with a stale or missing identity.",
       "runbook": "Read the operator log for CES sync errors. Check the API server's health and priority-and-fairness throttling, the operator's RBAC on `ciliumendpointslices`, and the CES write rate limits (`ces-write-qps-limit`, `ces-write-qps-burst`) against the endpoint churn."
      }
     },
     {
      "alert": "CiliumCesSyncFailing",
      "expr": [
-      "ǂ0ǂ:cilium_day2_ces_sync_failing:ratioǂ50ǂ > ǂ222ǂ"
+      "ǂ0ǂ:cilium_day2_ces_sync_failing:ratioǂ50ǂ > ǂ232ǂ"
      ],
      "labels": {
       "severity": "critical",
@@ -5570,7 +5516,7 @@
      },
      "annotations": {
       "summary": "CiliumEndpointSlice updates failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "CiliumEndpointSlice updates failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ $value | humanizePercentage }} is above the critical threshold of ǂ223ǂ. A share of the operator's CiliumEndpointSlice syncs to the Kubernetes API fails. With CiliumEndpointSlices enabled, agents learn about endpoints on other nodes only from these slices: new pods are not known cluster-wide, so policy from other nodes treats them with a stale or missing identity.",
+      "description": "CiliumEndpointSlice updates failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ $value | humanizePercentage }} is above the critical threshold of ǂ233ǂ. A share of the operator's CiliumEndpointSlice syncs to the Kubernetes API fails. With CiliumEndpointSlices enabled, agents learn about endpoints on other nodes only from these slices: new pods are not known cluster-wide, so policy from other nodes treats them with a stale or missing identity.",
       "runbook": "Read the operator log for CES sync errors. Check the API server's health and priority-and-fairness throttling, the operator's RBAC on `ciliumendpointslices`, and the CES write rate limits (`ces-write-qps-limit`, `ces-write-qps-burst`) against the endpoint churn."
      }
     }
@@ -5583,13 +5529,13 @@
     {
      "record": "ǂ0ǂ_ǂ1ǂ:cilium_day2_endpoints_unhealthy:value",
      "expr": [
-      "sum by (ǂ0ǂ, ǂ1ǂ) (max without (prometheus_replica, replica) (cilium_endpoint_state{endpoint_state=~\"waiting-for-identity|not-ready|invalid|restoring|disconnecting\"}))"
+      "(sum by (ǂ0ǂ, ǂ1ǂ) (max without (prometheus_replica, replica) (cilium_endpoint_state{endpoint_state=~\"waiting-for-identity|not-ready|invalid|restoring|disconnecting\"}))) > ǂ234ǂ"
      ]
     },
     {
      "alert": "CiliumEndpointsUnhealthy",
      "expr": [
-      "ǂ0ǂ_ǂ1ǂ:cilium_day2_endpoints_unhealthy:value > ǂ224ǂ"
+      "ǂ0ǂ_ǂ1ǂ:cilium_day2_endpoints_unhealthy:value > ǂ234ǂ"
      ],
      "labels": {
       "severity": "warning",
@@ -5598,14 +5544,14 @@
      },
      "annotations": {
       "summary": "Endpoints stuck outside the ready state in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Endpoints stuck outside the ready state in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the warning threshold of ǂ225ǂ. Endpoints (pods) on this node stay in a state that Cilium only passes through when all is well: `waiting-for-identity` (no security identity yet, so no policy and no traffic), `not-ready` (the last build of its datapath or policy failed), `invalid` (creation failed on bad data), `restoring` (not yet restored after an agent restart) or `disconnecting` (teardown not finished). Their traffic may be dropped or run with stale policy.",
+      "description": "Endpoints stuck outside the ready state in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the warning threshold of ǂ235ǂ. Endpoints (pods) on this node stay in a state that Cilium only passes through when all is well: `waiting-for-identity` (no security identity yet, so no policy and no traffic), `not-ready` (the last build of its datapath or policy failed), `invalid` (creation failed on bad data), `restoring` (not yet restored after an agent restart) or `disconnecting` (teardown not finished). Their traffic may be dropped or run with stale policy.",
       "runbook": "List endpoints with `cilium-dbg endpoint list` and read `cilium-dbg endpoint log <id>` for the stuck ones. `waiting-for-identity` points at identity allocation (kvstore or Kubernetes API health, identity limits); `not-ready` and `invalid` at endpoint regeneration failures and policy errors on the same node; `restoring` at an agent that restarted and cannot finish restoring its state."
      }
     },
     {
      "alert": "CiliumEndpointsUnhealthy",
      "expr": [
-      "ǂ0ǂ_ǂ1ǂ:cilium_day2_endpoints_unhealthy:value > ǂ226ǂ"
+      "ǂ0ǂ_ǂ1ǂ:cilium_day2_endpoints_unhealthy:value > ǂ236ǂ"
      ],
      "labels": {
       "severity": "critical",
@@ -5614,7 +5560,7 @@
      },
      "annotations": {
       "summary": "Endpoints stuck outside the ready state in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Endpoints stuck outside the ready state in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the critical threshold of ǂ227ǂ. Endpoints (pods) on this node stay in a state that Cilium only passes through when all is well: `waiting-for-identity` (no security identity yet, so no policy and no traffic), `not-ready` (the last build of its datapath or policy failed), `invalid` (creation failed on bad data), `restoring` (not yet restored after an agent restart) or `disconnecting` (teardown not finished). Their traffic may be dropped or run with stale policy.",
+      "description": "Endpoints stuck outside the ready state in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the critical threshold of ǂ237ǂ. Endpoints (pods) on this node stay in a state that Cilium only passes through when all is well: `waiting-for-identity` (no security identity yet, so no policy and no traffic), `not-ready` (the last build of its datapath or policy failed), `invalid` (creation failed on bad data), `restoring` (not yet restored after an agent restart) or `disconnecting` (teardown not finished). Their traffic may be dropped or run with stale policy.",
       "runbook": "List endpoints with `cilium-dbg endpoint list` and read `cilium-dbg endpoint log <id>` for the stuck ones. `waiting-for-identity` points at identity allocation (kvstore or Kubernetes API health, identity limits); `not-ready` and `invalid` at endpoint regeneration failures and policy errors on the same node; `restoring` at an agent that restarted and cannot finish restoring its state."
      }
     }
@@ -5627,6 +5573,7 @@
     {
      "record": "ǂ0ǂ_ǂ1ǂ:cilium_day2_endpoint_regeneration_failing:ratioǂ53ǂ",
      "expr": [
+      "(",
       {
        "leaf": "sum by (ǂ0ǂ, ǂ1ǂ) (rate(cilium_endpoint_regenerations_total{outcome=\"fail\"}[ǂ53ǂ]))",
        "name": "ǂ0ǂ_ǂ1ǂ:cilium_endpoint_regenerations_total_fail:rateǂ53ǂ"
@@ -5635,13 +5582,14 @@
       {
        "leaf": "sum by (ǂ0ǂ, ǂ1ǂ) (rate(cilium_endpoint_regenerations_total[ǂ53ǂ]))",
        "name": "ǂ0ǂ_ǂ1ǂ:cilium_endpoint_regenerations_total:rateǂ53ǂ"
-      }
+      },
+      ") > ǂ238ǂ"
      ]
     },
     {
      "alert": "CiliumEndpointRegenerationFailing",
      "expr": [
-      "ǂ0ǂ_ǂ1ǂ:cilium_day2_endpoint_regeneration_failing:ratioǂ53ǂ > ǂ228ǂ"
+      "ǂ0ǂ_ǂ1ǂ:cilium_day2_endpoint_regeneration_failing:ratioǂ53ǂ > ǂ238ǂ"
      ],
      "labels": {
       "severity": "warning",
@@ -5650,14 +5598,14 @@
      },
      "annotations": {
       "summary": "Endpoint regenerations failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Endpoint regenerations failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ $value | humanizePercentage }} is above the warning threshold of ǂ229ǂ. A share of endpoint regenerations (recompiling and reloading an endpoint's datapath and policy) fails on this node. Pods keep an outdated policy or stay not-ready.",
+      "description": "Endpoint regenerations failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ $value | humanizePercentage }} is above the warning threshold of ǂ239ǂ. A share of endpoint regenerations (recompiling and reloading an endpoint's datapath and policy) fails on this node. Pods keep an outdated policy or stay not-ready.",
       "runbook": "Read the agent log for regeneration errors (BPF compilation, map updates, policy computation). Check BPF map pressure and map-operation failures on the node."
      }
     },
     {
      "alert": "CiliumEndpointRegenerationFailing",
      "expr": [
-      "ǂ0ǂ_ǂ1ǂ:cilium_day2_endpoint_regeneration_failing:ratioǂ53ǂ > ǂ230ǂ"
+      "ǂ0ǂ_ǂ1ǂ:cilium_day2_endpoint_regeneration_failing:ratioǂ53ǂ > ǂ240ǂ"
      ],
      "labels": {
       "severity": "critical",
@@ -5666,7 +5614,7 @@
      },
      "annotations": {
       "summary": "Endpoint regenerations failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Endpoint regenerations failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ $value | humanizePercentage }} is above the critical threshold of ǂ231ǂ. A share of endpoint regenerations (recompiling and reloading an endpoint's datapath and policy) fails on this node. Pods keep an outdated policy or stay not-ready.",
+      "description": "Endpoint regenerations failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ $value | humanizePercentage }} is above the critical threshold of ǂ241ǂ. A share of endpoint regenerations (recompiling and reloading an endpoint's datapath and policy) fails on this node. Pods keep an outdated policy or stay not-ready.",
       "runbook": "Read the agent log for regeneration errors (BPF compilation, map updates, policy computation). Check BPF map pressure and map-operation failures on the node."
      }
     }
@@ -5679,13 +5627,13 @@
     {
      "record": "ǂ0ǂ:cilium_day2_policy_change_failing:increaseǂ54ǂ",
      "expr": [
-      "sum by (ǂ0ǂ) (max without (prometheus_replica, replica) ((increase(cilium_policy_change_total{outcome=\"fail\"}[ǂ54ǂ]) and cilium_policy_change_total{outcome=\"fail\"} offset ǂ54ǂ) or (cilium_policy_change_total{outcome=\"fail\"} unless cilium_policy_change_total{outcome=\"fail\"} offset ǂ54ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ2ǂ\"} offset ǂ54ǂ)))"
+      "(sum by (ǂ0ǂ) (max without (prometheus_replica, replica) ((increase(cilium_policy_change_total{outcome=\"fail\"}[ǂ54ǂ]) and cilium_policy_change_total{outcome=\"fail\"} offset ǂ54ǂ) or (cilium_policy_change_total{outcome=\"fail\"} unless cilium_policy_change_total{outcome=\"fail\"} offset ǂ54ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ2ǂ\"} offset ǂ54ǂ)))) > ǂ242ǂ"
      ]
     },
     {
      "alert": "CiliumPolicyChangeFailing",
      "expr": [
-      "ǂ0ǂ:cilium_day2_policy_change_failing:increaseǂ54ǂ > ǂ232ǂ"
+      "ǂ0ǂ:cilium_day2_policy_change_failing:increaseǂ54ǂ > ǂ242ǂ"
      ],
      "labels": {
       "severity": "warning",
@@ -5694,14 +5642,14 @@
      },
      "annotations": {
       "summary": "Policy changes failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Policy changes failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the warning threshold of ǂ233ǂ. Agents reject policy changes. The intended policy is not enforced: new rules do not apply, and traffic that should be allowed or denied behaves as before.",
+      "description": "Policy changes failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the warning threshold of ǂ243ǂ. Agents reject policy changes. The intended policy is not enforced: new rules do not apply, and traffic that should be allowed or denied behaves as before.",
       "runbook": "Find the rejected policy in the agent log. Run `cilium-dbg preflight validate-cnp` in the operator pod; the article runs it before every upgrade because newer versions reject or reinterpret policies older ones accepted. Fix or remove the policy."
      }
     },
     {
      "alert": "CiliumPolicyChangeFailing",
      "expr": [
-      "ǂ0ǂ:cilium_day2_policy_change_failing:increaseǂ54ǂ > ǂ234ǂ"
+      "ǂ0ǂ:cilium_day2_policy_change_failing:increaseǂ54ǂ > ǂ244ǂ"
      ],
      "labels": {
       "severity": "critical",
@@ -5710,7 +5658,7 @@
      },
      "annotations": {
       "summary": "Policy changes failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Policy changes failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the critical threshold of ǂ235ǂ. Agents reject policy changes. The intended policy is not enforced: new rules do not apply, and traffic that should be allowed or denied behaves as before.",
+      "description": "Policy changes failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the critical threshold of ǂ245ǂ. Agents reject policy changes. The intended policy is not enforced: new rules do not apply, and traffic that should be allowed or denied behaves as before.",
       "runbook": "Find the rejected policy in the agent log. Run `cilium-dbg preflight validate-cnp` in the operator pod; the article runs it before every upgrade because newer versions reject or reinterpret policies older ones accepted. Fix or remove the policy."
      }
     }
@@ -5721,18 +5669,20 @@
   "policy_implementation_delay_p99": {
    "rules": [
     {
-     "alert": "CiliumPolicyImplementationDelayP99",
+     "record": "ǂ0ǂ_ǂ1ǂ:cilium_day2_policy_implementation_delay_p99:quantileǂ55ǂ",
      "expr": [
+      "(histogram_quantile(0.99, ",
       {
-       "leaf": "sum by (ǂ0ǂ, ǂ1ǂ) (rate(cilium_policy_implementation_delay_bucket{le=~\"ǂ236ǂ\"}[ǂ55ǂ]))",
+       "leaf": "sum by (ǂ0ǂ, ǂ1ǂ, le) (rate(cilium_policy_implementation_delay_bucket{le=~\"ǂ246ǂ|ǂ247ǂ|10|10\\\\.0|\\\\+Inf\"}[ǂ55ǂ]))",
        "name": null
       },
-      " / ",
-      {
-       "leaf": "sum by (ǂ0ǂ, ǂ1ǂ) (rate(cilium_policy_implementation_delay_count[ǂ55ǂ]))",
-       "name": "ǂ0ǂ_ǂ1ǂ:cilium_policy_implementation_delay_count:rateǂ55ǂ"
-      },
-      " < 0.99"
+      ")) > ǂ248ǂ"
+     ]
+    },
+    {
+     "alert": "CiliumPolicyImplementationDelayP99",
+     "expr": [
+      "ǂ0ǂ_ǂ1ǂ:cilium_day2_policy_implementation_delay_p99:quantileǂ55ǂ > ǂ248ǂ"
      ],
      "labels": {
       "severity": "warning",
@@ -5741,23 +5691,14 @@
      },
      "annotations": {
       "summary": "Policy implementation slow in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Policy implementation slow in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): the p99 latency is above ǂ237ǂ, the warning threshold: only {{ $value | humanizePercentage }} of the observations took ǂ237ǂ or less, where 99% should. The 99th percentile time between a policy change and its enforcement in the datapath on this node is high. Until then, new pods may be denied or old rules stay in force.",
+      "description": "Policy implementation slow in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): the p99 latency is above ǂ249ǂ, the warning threshold (estimated at {{ $value | humanizeDuration }} from the buckets at the thresholds). The 99th percentile time between a policy change and its enforcement in the datapath on this node is high. Until then, new pods may be denied or old rules stay in force.",
       "runbook": "Check agent CPU, endpoint regeneration time and identity churn. The article saw policy evaluation slow down after new labels or tenants increased identities; review identity-relevant labels and the size of selectors."
      }
     },
     {
      "alert": "CiliumPolicyImplementationDelayP99",
      "expr": [
-      {
-       "leaf": "sum by (ǂ0ǂ, ǂ1ǂ) (rate(cilium_policy_implementation_delay_bucket{le=~\"ǂ238ǂ\"}[ǂ55ǂ]))",
-       "name": null
-      },
-      " / ",
-      {
-       "leaf": "sum by (ǂ0ǂ, ǂ1ǂ) (rate(cilium_policy_implementation_delay_count[ǂ55ǂ]))",
-       "name": "ǂ0ǂ_ǂ1ǂ:cilium_policy_implementation_delay_count:rateǂ55ǂ"
-      },
-      " < 0.99"
+      "ǂ0ǂ_ǂ1ǂ:cilium_day2_policy_implementation_delay_p99:quantileǂ55ǂ > ǂ250ǂ"
      ],
      "labels": {
       "severity": "critical",
@@ -5766,7 +5707,7 @@
      },
      "annotations": {
       "summary": "Policy implementation slow in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Policy implementation slow in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): the p99 latency is above ǂ239ǂ, the critical threshold: only {{ $value | humanizePercentage }} of the observations took ǂ239ǂ or less, where 99% should. The 99th percentile time between a policy change and its enforcement in the datapath on this node is high. Until then, new pods may be denied or old rules stay in force.",
+      "description": "Policy implementation slow in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): the p99 latency is above ǂ251ǂ, the critical threshold (estimated at {{ $value | humanizeDuration }} from the buckets at the thresholds). The 99th percentile time between a policy change and its enforcement in the datapath on this node is high. Until then, new pods may be denied or old rules stay in force.",
       "runbook": "Check agent CPU, endpoint regeneration time and identity churn. The article saw policy evaluation slow down after new labels or tenants increased identities; review identity-relevant labels and the size of selectors."
      }
     }
@@ -5779,13 +5720,13 @@
     {
      "record": "ǂ0ǂ_ǂ1ǂ:cilium_day2_api_limiter_endpoint_create:increaseǂ56ǂ",
      "expr": [
-      "sum by (ǂ0ǂ, ǂ1ǂ) (max without (prometheus_replica, replica) ((increase(cilium_api_limiter_processed_requests_total{api_call=\"endpoint-create\", outcome!~\"success\"}[ǂ56ǂ]) and cilium_api_limiter_processed_requests_total{api_call=\"endpoint-create\", outcome!~\"success\"} offset ǂ56ǂ) or (cilium_api_limiter_processed_requests_total{api_call=\"endpoint-create\", outcome!~\"success\"} unless cilium_api_limiter_processed_requests_total{api_call=\"endpoint-create\", outcome!~\"success\"} offset ǂ56ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ2ǂ\"} offset ǂ56ǂ)))"
+      "(sum by (ǂ0ǂ, ǂ1ǂ) (max without (prometheus_replica, replica) ((increase(cilium_api_limiter_processed_requests_total{api_call=\"endpoint-create\", outcome!~\"success\"}[ǂ56ǂ]) and cilium_api_limiter_processed_requests_total{api_call=\"endpoint-create\", outcome!~\"success\"} offset ǂ56ǂ) or (cilium_api_limiter_processed_requests_total{api_call=\"endpoint-create\", outcome!~\"success\"} unless cilium_api_limiter_processed_requests_total{api_call=\"endpoint-create\", outcome!~\"success\"} offset ǂ56ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ2ǂ\"} offset ǂ56ǂ)))) > ǂ252ǂ"
      ]
     },
     {
      "alert": "CiliumApiLimiterEndpointCreate",
      "expr": [
-      "ǂ0ǂ_ǂ1ǂ:cilium_day2_api_limiter_endpoint_create:increaseǂ56ǂ > ǂ240ǂ"
+      "ǂ0ǂ_ǂ1ǂ:cilium_day2_api_limiter_endpoint_create:increaseǂ56ǂ > ǂ252ǂ"
      ],
      "labels": {
       "severity": "warning",
@@ -5794,14 +5735,14 @@
      },
      "annotations": {
       "summary": "Endpoint creation rejected by the agent's API limiter in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Endpoint creation rejected by the agent's API limiter in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the warning threshold of ǂ241ǂ. The agent's API rate limiter rejects `endpoint-create` requests from the CNI plugin on this node. Pod sandboxes fail to start and are retried, so pod start times grow.",
+      "description": "Endpoint creation rejected by the agent's API limiter in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the warning threshold of ǂ253ǂ. The agent's API rate limiter rejects `endpoint-create` requests from the CNI plugin on this node. Pod sandboxes fail to start and are retried, so pod start times grow.",
       "runbook": "Check pod churn on the node (mass rescheduling, jobs). The limiter adapts to the agent's processing time, so a slow agent (CPU throttling, slow kvstore or API server) rejects more. Fix the slowness first; raise `--api-rate-limit` for endpoint-create only with care."
      }
     },
     {
      "alert": "CiliumApiLimiterEndpointCreate",
      "expr": [
-      "ǂ0ǂ_ǂ1ǂ:cilium_day2_api_limiter_endpoint_create:increaseǂ56ǂ > ǂ242ǂ"
+      "ǂ0ǂ_ǂ1ǂ:cilium_day2_api_limiter_endpoint_create:increaseǂ56ǂ > ǂ254ǂ"
      ],
      "labels": {
       "severity": "critical",
@@ -5810,7 +5751,7 @@
      },
      "annotations": {
       "summary": "Endpoint creation rejected by the agent's API limiter in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Endpoint creation rejected by the agent's API limiter in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the critical threshold of ǂ243ǂ. The agent's API rate limiter rejects `endpoint-create` requests from the CNI plugin on this node. Pod sandboxes fail to start and are retried, so pod start times grow.",
+      "description": "Endpoint creation rejected by the agent's API limiter in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the critical threshold of ǂ255ǂ. The agent's API rate limiter rejects `endpoint-create` requests from the CNI plugin on this node. Pod sandboxes fail to start and are retried, so pod start times grow.",
       "runbook": "Check pod churn on the node (mass rescheduling, jobs). The limiter adapts to the agent's processing time, so a slow agent (CPU throttling, slow kvstore or API server) rejects more. Fix the slowness first; raise `--api-rate-limit` for endpoint-create only with care."
      }
     }
@@ -5823,6 +5764,7 @@
     {
      "record": "ǂ0ǂ:cilium_day2_k8s_client_errors:ratioǂ57ǂ",
      "expr": [
+      "(",
       {
        "leaf": "sum by (ǂ0ǂ) (rate(cilium_k8s_client_api_calls_total{return_code!~\"2.*|404|409\"}[ǂ57ǂ]))",
        "name": null
@@ -5831,13 +5773,14 @@
       {
        "leaf": "sum by (ǂ0ǂ) (rate(cilium_k8s_client_api_calls_total[ǂ57ǂ]))",
        "name": "ǂ0ǂ:cilium_k8s_client_api_calls_total:rateǂ57ǂ"
-      }
+      },
+      ") > ǂ256ǂ"
      ]
     },
     {
      "alert": "CiliumK8sClientErrors",
      "expr": [
-      "ǂ0ǂ:cilium_day2_k8s_client_errors:ratioǂ57ǂ > ǂ244ǂ"
+      "ǂ0ǂ:cilium_day2_k8s_client_errors:ratioǂ57ǂ > ǂ256ǂ"
      ],
      "labels": {
       "severity": "warning",
@@ -5846,14 +5789,14 @@
      },
      "annotations": {
       "summary": "Agents' Kubernetes API calls failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Agents' Kubernetes API calls failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ $value | humanizePercentage }} is above the warning threshold of ǂ245ǂ. A share of the agents' calls to the Kubernetes API fails (server errors, throttling, authorization). Agents then work from stale pods, services and policies.",
+      "description": "Agents' Kubernetes API calls failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ $value | humanizePercentage }} is above the warning threshold of ǂ257ǂ. A share of the agents' calls to the Kubernetes API fails (server errors, throttling, authorization). Agents then work from stale pods, services and policies.",
       "runbook": "Check the API server's health and its priority-and-fairness throttling (429), and the agents' RBAC (401/403). Conflicts (409) and not-found (404) answers are normal and ignored."
      }
     },
     {
      "alert": "CiliumK8sClientErrors",
      "expr": [
-      "ǂ0ǂ:cilium_day2_k8s_client_errors:ratioǂ57ǂ > ǂ246ǂ"
+      "ǂ0ǂ:cilium_day2_k8s_client_errors:ratioǂ57ǂ > ǂ258ǂ"
      ],
      "labels": {
       "severity": "critical",
@@ -5862,7 +5805,7 @@
      },
      "annotations": {
       "summary": "Agents' Kubernetes API calls failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Agents' Kubernetes API calls failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ $value | humanizePercentage }} is above the critical threshold of ǂ247ǂ. A share of the agents' calls to the Kubernetes API fails (server errors, throttling, authorization). Agents then work from stale pods, services and policies.",
+      "description": "Agents' Kubernetes API calls failing in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ $value | humanizePercentage }} is above the critical threshold of ǂ259ǂ. A share of the agents' calls to the Kubernetes API fails (server errors, throttling, authorization). Agents then work from stale pods, services and policies.",
       "runbook": "Check the API server's health and its priority-and-fairness throttling (429), and the agents' RBAC (401/403). Conflicts (409) and not-found (404) answers are normal and ignored."
      }
     }
@@ -5873,9 +5816,15 @@
   "version_skew": {
    "rules": [
     {
+     "record": "ǂ0ǂ:cilium_day2_version_skew:distinct",
+     "expr": [
+      "(count by (ǂ0ǂ) (count by (ǂ0ǂ, version) (cilium_version))) > ǂ260ǂ"
+     ]
+    },
+    {
      "alert": "CiliumVersionSkew",
      "expr": [
-      "count by (ǂ0ǂ) (count by (ǂ0ǂ, version) (cilium_version)) > ǂ248ǂ"
+      "ǂ0ǂ:cilium_day2_version_skew:distinct > ǂ260ǂ"
      ],
      "labels": {
       "severity": "warning",
@@ -5884,7 +5833,7 @@
      },
      "annotations": {
       "summary": "Agents on different Cilium versions for hours in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Agents on different Cilium versions for hours in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the warning threshold of ǂ249ǂ. Agents of one cluster run different Cilium versions for hours: a rollout is stuck or was abandoned half way. Mixed versions are supported only during an upgrade.",
+      "description": "Agents on different Cilium versions for hours in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}: {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is above the warning threshold of ǂ261ǂ. Agents of one cluster run different Cilium versions for hours: a rollout is stuck or was abandoned half way. Mixed versions are supported only during an upgrade.",
       "runbook": "Check the DaemonSet rollout (`kubectl -n kube-system rollout status ds/cilium`) and the pods that are not updated (image pull failures, PodDisruptionBudgets, nodes cordoned). Finish or roll back the upgrade; the article gates each step with preflight validation and the connectivity test."
      }
     }
@@ -5897,13 +5846,13 @@
     {
      "record": "ǂ0ǂ_ǂ1ǂ_source:cilium_day2_hubble_lost_events:rateǂ59ǂ",
      "expr": [
-      "sum by (ǂ0ǂ, ǂ1ǂ, source) (max without (prometheus_replica, replica) ((rate(hubble_lost_events_total[ǂ59ǂ]) and hubble_lost_events_total offset ǂ59ǂ) or ((hubble_lost_events_total unless hubble_lost_events_total offset ǂ59ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ4ǂ\"} offset ǂ59ǂ)) / 600))"
+      "(sum by (ǂ0ǂ, ǂ1ǂ, source) (max without (prometheus_replica, replica) ((rate(hubble_lost_events_total[ǂ59ǂ]) and hubble_lost_events_total offset ǂ59ǂ) or ((hubble_lost_events_total unless hubble_lost_events_total offset ǂ59ǂ) and on (ǂ0ǂ) group by (ǂ0ǂ) (up{job=~\"ǂ4ǂ\"} offset ǂ59ǂ)) / 600))) > ǂ262ǂ"
      ]
     },
     {
      "alert": "CiliumHubbleLostEvents",
      "expr": [
-      "ǂ0ǂ_ǂ1ǂ_source:cilium_day2_hubble_lost_events:rateǂ59ǂ > ǂ250ǂ"
+      "ǂ0ǂ_ǂ1ǂ_source:cilium_day2_hubble_lost_events:rateǂ59ǂ > ǂ262ǂ"
      ],
      "labels": {
       "severity": "warning",
@@ -5912,14 +5861,14 @@
      },
      "annotations": {
       "summary": "Hubble losing events in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Hubble losing events in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}, source={{ $labels.source }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }}/s is above the warning threshold of ǂ251ǂ. Hubble drops events before they are processed (`source` tells where: the perf ring buffer between the datapath and the agent, the observer's queue, or Hubble's ring buffer). Flows are missing from the UI, CLI and exported logs.",
+      "description": "Hubble losing events in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}, source={{ $labels.source }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }}/s is above the warning threshold of ǂ263ǂ. Hubble drops events before they are processed (`source` tells where: the perf ring buffer between the datapath and the agent, the observer's queue, or Hubble's ring buffer). Flows are missing from the UI, CLI and exported logs.",
       "runbook": "Raise the event queue and ring buffer sizes (`hubble-event-queue-size`, `hubble-event-buffer-capacity`, monitor aggregation) and rate-limit noisy flow exports. On Cilium 1.19, `hubble_ring_buffer` reports about 12 lost events a minute with no real loss (cilium/cilium#46584): the thresholds are set above that trickle."
      }
     },
     {
      "alert": "CiliumHubbleLostEvents",
      "expr": [
-      "ǂ0ǂ_ǂ1ǂ_source:cilium_day2_hubble_lost_events:rateǂ59ǂ > ǂ252ǂ"
+      "ǂ0ǂ_ǂ1ǂ_source:cilium_day2_hubble_lost_events:rateǂ59ǂ > ǂ264ǂ"
      ],
      "labels": {
       "severity": "critical",
@@ -5928,7 +5877,7 @@
      },
      "annotations": {
       "summary": "Hubble losing events in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Hubble losing events in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}, source={{ $labels.source }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }}/s is above the critical threshold of ǂ253ǂ. Hubble drops events before they are processed (`source` tells where: the perf ring buffer between the datapath and the agent, the observer's queue, or Hubble's ring buffer). Flows are missing from the UI, CLI and exported logs.",
+      "description": "Hubble losing events in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}, source={{ $labels.source }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }}/s is above the critical threshold of ǂ265ǂ. Hubble drops events before they are processed (`source` tells where: the perf ring buffer between the datapath and the agent, the observer's queue, or Hubble's ring buffer). Flows are missing from the UI, CLI and exported logs.",
       "runbook": "Raise the event queue and ring buffer sizes (`hubble-event-queue-size`, `hubble-event-buffer-capacity`, monitor aggregation) and rate-limit noisy flow exports. On Cilium 1.19, `hubble_ring_buffer` reports about 12 lost events a minute with no real loss (cilium/cilium#46584): the thresholds are set above that trickle."
      }
     }
@@ -5939,14 +5888,20 @@
   "hubble_flows_stalled": {
    "rules": [
     {
-     "alert": "CiliumHubbleFlowsStalled",
+     "record": "ǂ0ǂ_ǂ1ǂ:cilium_day2_hubble_flows_stalled:increaseǂ60ǂ",
      "expr": [
       "(",
       {
        "leaf": "sum by (ǂ0ǂ, ǂ1ǂ) (max without (prometheus_replica, replica) (increase(hubble_flows_processed_total[ǂ60ǂ])))",
        "name": "ǂ0ǂ_ǂ1ǂ:hubble_flows_processed_total:increaseǂ60ǂ"
       },
-      " < ǂ254ǂ) and on (ǂ0ǂ, ǂ1ǂ) (max by (ǂ0ǂ, ǂ1ǂ) (up{job=~\"ǂ4ǂ\"}) == 1)"
+      ") < ǂ266ǂ"
+     ]
+    },
+    {
+     "alert": "CiliumHubbleFlowsStalled",
+     "expr": [
+      "(ǂ0ǂ_ǂ1ǂ:cilium_day2_hubble_flows_stalled:increaseǂ60ǂ < ǂ266ǂ) and on (ǂ0ǂ, ǂ1ǂ) (max by (ǂ0ǂ, ǂ1ǂ) (up{job=~\"ǂ4ǂ\"}) == 1)"
      ],
      "labels": {
       "severity": "critical",
@@ -5955,7 +5910,7 @@
      },
      "annotations": {
       "summary": "Hubble stopped processing flows in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Hubble stopped processing flows in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is below the critical threshold of ǂ255ǂ. Hubble on this node processed no flow for 15 minutes while the agent is up. Even an idle node sees health-check and probe traffic, so the flow pipeline is stuck.",
+      "description": "Hubble stopped processing flows in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is below the critical threshold of ǂ267ǂ. Hubble on this node processed no flow for 15 minutes while the agent is up. Even an idle node sees health-check and probe traffic, so the flow pipeline is stuck.",
       "runbook": "Check `cilium-dbg status` for Hubble, the agent log for observer errors and the lost-events signal. Restarting the agent restores the pipeline but recreates datapath state: do it outside peak hours."
      }
     }
@@ -5966,9 +5921,15 @@
   "hubble_metrics_down": {
    "rules": [
     {
+     "record": "ǂ0ǂ_ǂ1ǂ:cilium_day2_hubble_metrics_down:up",
+     "expr": [
+      "(max by (ǂ0ǂ, ǂ1ǂ) (up{job=~\"ǂ4ǂ\"})) < ǂ268ǂ"
+     ]
+    },
+    {
      "alert": "CiliumHubbleMetricsDown",
      "expr": [
-      "max by (ǂ0ǂ, ǂ1ǂ) (up{job=~\"ǂ4ǂ\"}) < ǂ256ǂ"
+      "ǂ0ǂ_ǂ1ǂ:cilium_day2_hubble_metrics_down:up < ǂ268ǂ"
      ],
      "labels": {
       "severity": "critical",
@@ -5977,7 +5938,7 @@
      },
      "annotations": {
       "summary": "Hubble metrics not reporting in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Hubble metrics not reporting in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is below the critical threshold of ǂ257ǂ. Hubble's metrics endpoint on this node cannot be scraped: flow visibility for the node is gone, and the flow signals above cannot see anything.",
+      "description": "Hubble metrics not reporting in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is below the critical threshold of ǂ269ǂ. Hubble's metrics endpoint on this node cannot be scraped: flow visibility for the node is gone, and the flow signals above cannot see anything.",
       "runbook": "Check that Hubble is enabled and healthy in `cilium-dbg status`, and that port 9965 is reachable from the scraper (network policy, host firewall)."
      }
     }

@@ -188,7 +188,7 @@ def test_render_warns_above_the_group_limit_and_strict_refuses_writing_nothing(t
 
 
 def test_a_limit_raised_to_match_the_ruler_silences_the_warning(tmp_path, capsys):
-    values = _values(tmp_path, {"settings": {**shards(12)["settings"], "max_groups_per_namespace": 200}})
+    values = _values(tmp_path, {"settings": {**shards(12)["settings"], "max_groups_per_namespace": 300}})
     assert main(["render", "--values", str(values), "--only", "prometheus", "--out", str(tmp_path / "a"),
                  "--strict"]) == 0
     assert "warning" not in capsys.readouterr().err

@@ -237,7 +237,7 @@ def _grafana_exprs(dashboard):
 
 
 @pytest.mark.prometheus
-def test_rules_and_grafana_queries_evaluate_on_a_real_prometheus(rendered, metrics_server):
+def test_rules_and_grafana_queries_evaluate_on_a_real_prometheus(rendered, metrics_server, tmp_path):
     """Prometheus loads the rules (every group healthy after evaluating) and answers every
     Grafana query, while scraping the hand-written Cilium fixtures."""
     require_prometheus()
@@ -254,7 +254,15 @@ def test_rules_and_grafana_queries_evaluate_on_a_real_prometheus(rendered, metri
                                    "labels": {"cluster": "c1", "node": "n1"}}]}
               for job, path in targets.items()]
     dashboard = json.loads((out / grafana.GRAFANA_FILE).read_text())
-    with PrometheusServer({"scrape_configs": scrape}, rule_files=[out / prometheus.RULES_FILE], interval="1s") as prom:
+    # The groups' own intervals (up to minutes) would delay their first evaluation; here every
+    # group runs at the scrape interval.
+    doc = yaml.safe_load((out / prometheus.RULES_FILE).read_text())
+    assert all(g["interval"] for g in doc["groups"])
+    for g in doc["groups"]:
+        g["interval"] = "1s"
+    fast = tmp_path / "fast.rules.yml"
+    fast.write_text(yaml.safe_dump(doc, sort_keys=False, width=10_000))
+    with PrometheusServer({"scrape_configs": scrape}, rule_files=[fast], interval="1s") as prom:
         if targets:
             prom.wait_for(lambda: prom.query("count(up == 1)")["result"], timeout=30)
         # Wait until every rule has been evaluated at least once (an unevaluated rule reports
@@ -293,4 +301,4 @@ def test_an_aggregation_several_rules_read_is_recorded_once_before_its_readers()
                 hoisted += ":cilium_day2_" not in rule["record"]
         repeated = {leaf: n for leaf, n in seen.items() if n > 1}
         assert not repeated, (group["name"], repeated)
-    assert hoisted >= 3  # e.g. the kvstore `_count` rate shared by the error ratio and both latency alerts
+    assert hoisted >= 1  # e.g. the conntrack GC outlier's per-node value, read for the node and for the median

@@ -50,6 +50,11 @@ def valid_thresholds(metric: str) -> List[float]:
     return sorted(common)
 
 
+def last_bounds(metrics: Sequence[str]) -> List[float]:
+    """The last finite bound of each layout of these families: above every valid threshold."""
+    return sorted({bounds[-1] for metric in metrics for _v, bounds in family_layouts(metric)})
+
+
 def _fmt(values: Sequence[float]) -> str:
     return ", ".join(f"{v:g}" for v in values)
 

@@ -143,6 +143,24 @@ class Settings:
     # Rule groups a ruler accepts per tenant/namespace (Mimir's `ruler.max-rule-groups-per-tenant`
     # default is 70): `render` warns above it, `render --strict` refuses.
     max_groups_per_namespace: int = 70
+    # How often Prometheus scrapes the Cilium targets (seconds): no rule group is evaluated more
+    # often than that, since a second evaluation between two scrapes sees the same samples.
+    scrape_interval: int = 15
+    # Rule groups are evaluated at the pace of their signals: ((window at least, interval), ...)
+    # in seconds, the entry with the largest window not above the signal's window applies
+    # (capped at the signal's `for` and `keep_firing_for`, floored at `scrape_interval`). A
+    # signal judged over 30 minutes does not need re-evaluating every 15 seconds; an alert
+    # fires at most one interval later than at the global evaluation interval.
+    rule_intervals: Tuple[Tuple[int, int], ...] = ((0, 60), (900, 120), (1800, 300))
+
+    def rule_interval(self, window: int, hold: int = 0, keep_firing_for: int = 0) -> int:
+        """The evaluation interval (seconds) of a signal's rules."""
+        tiers = sorted(self.rule_intervals)
+        interval = next((iv for at, iv in reversed(tiers) if window >= at), tiers[0][1])
+        for cap in (hold, keep_firing_for):
+            if cap:
+                interval = min(interval, cap)
+        return max(interval, self.scrape_interval)
 
     def job(self, target: str) -> str:
         return {"agent": self.agent_job, "operator": self.operator_job, "hubble": self.hubble_job}[target]

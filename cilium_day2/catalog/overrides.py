@@ -7,6 +7,8 @@
       node_tag: host             # Datadog tag holding the node name
       runbook_base_url: https://example.com/cilium-day2/signals.md   # default: none
       max_rules_per_group: 20    # Prometheus rule groups are split above this size
+      scrape_interval: 15s       # how often Prometheus scrapes Cilium (no group runs more often)
+      rule_intervals: {0s: 1m, 15m: 2m, 30m: 5m}   # signal window at least -> group interval
       rule_labels: {release: kube-prometheus-stack}   # the PrometheusRule's metadata.labels
       rule_namespace: monitoring # the PrometheusRule's metadata.namespace
       alert_labels: {team: network}   # static labels on every alert
@@ -130,6 +132,24 @@ def _setting(source, name, value):
         if not isinstance(value, list) or not all(isinstance(v, str) and LABEL_NAME_RE.match(v) for v in value):
             _fail(source, key, f"expected a list of Prometheus label names (or [] when no HA pair is read), got {value!r}")
         return tuple(value)
+    if name == "scrape_interval":
+        return _duration_setting(source, key, value, 1)
+    if name == "rule_intervals":
+        if not isinstance(value, Mapping) or not value:
+            _fail(source, key, f"expected a mapping of window to interval such as {{0s: 1m, 30m: 5m}}, got {value!r}")
+        tiers = {}
+        for at, interval in value.items():
+            at_s = _duration_setting(source, f"{key}.{at}", at, 0, "a window")
+            tiers[at_s] = _duration_setting(source, f"{key}.{at}", interval, 1)
+        if 0 not in tiers:
+            _fail(source, key, "add an entry for 0s (the interval of the shortest windows)")
+        ordered = sorted(tiers.items())
+        for (at1, iv1), (at2, iv2) in zip(ordered, ordered[1:]):
+            if iv2 < iv1:
+                _fail(source, f"{key}.{format_duration(at2)}",
+                      f"{format_duration(iv2)} is shorter than the {format_duration(iv1)} of the shorter windows from "
+                      f"{format_duration(at1)}; longer windows are evaluated at least as seldom")
+        return tuple(ordered)
     if isinstance(default, tuple):
         if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
             _fail(source, key, f"expected a non-empty list of names, got {value!r}")
@@ -161,6 +181,34 @@ def _setting(source, name, value):
     return value
 
 
+# Longest evaluation interval a rule group may have: a slower group would leave alerts an hour late.
+MAX_RULE_INTERVAL = 3600
+
+
+def _duration_setting(source, key, value, minimum, what="a duration"):
+    """A duration setting in seconds (`30s`, `5m`), at least `minimum`."""
+    try:
+        seconds = parse_duration(value, key)
+    except UserError:
+        _fail(source, key, f"expected {what} such as 30s, 1m or 5m, got {value!r}")
+    if seconds < minimum:
+        _fail(source, key, f"expected a duration of at least {format_duration(minimum)}, got {value!r}")
+    if seconds > MAX_DURATION_SECONDS or (what == "a duration" and seconds > MAX_RULE_INTERVAL):
+        limit = MAX_RULE_INTERVAL if what == "a duration" else MAX_DURATION_SECONDS
+        _fail(source, key, f"{format_duration(seconds)} is longer than the limit of {format_duration(limit)}")
+    return seconds
+
+
+def check_rule_intervals(source, settings: Settings):
+    """Rule groups are evaluated no more often than the targets are scraped."""
+    fastest = min(iv for _, iv in settings.rule_intervals)
+    if fastest < settings.scrape_interval:
+        _fail(source, "settings.rule_intervals",
+              f"{format_duration(fastest)} is shorter than settings.scrape_interval "
+              f"({format_duration(settings.scrape_interval)}): an evaluation between two scrapes sees the same "
+              f"samples; use at least {format_duration(settings.scrape_interval)}")
+
+
 def load_values(values: Union[str, Path, Mapping, None], catalog: Catalog) -> Values:
     """Read and validate a values file (path or parsed mapping) against the catalog."""
     if values is None:
@@ -181,6 +229,8 @@ def load_values(values: Union[str, Path, Mapping, None], catalog: Catalog) -> Va
             _fail(source, f"settings.{name}",
                   f"unknown setting{_hint(str(name), list(SETTINGS_FIELDS))}; valid settings: {', '.join(SETTINGS_FIELDS)}")
         out.settings[name] = _setting(source, name, value)
+    if "rule_intervals" in out.settings or "scrape_interval" in out.settings:
+        check_rule_intervals(source, dataclasses.replace(Settings(), **out.settings))
 
     signals = data.get("signals") or {}
     if not isinstance(signals, Mapping):

@@ -623,12 +623,14 @@ class Evaluator:
             total[_key(labels, by)] += rate
         return {k: below.get(k, 0.0) / t for k, t in total.items() if t > 0}
 
-    def _quantile(self, node: Quantile, by: Sequence[str]) -> Dict[GroupKey, float]:
+    def _quantile(self, node: Quantile, by: Sequence[str], bounds=None) -> Dict[GroupKey, float]:
+        """Per group, the quantile of the summed bucket rates; with `bounds`, read from those
+        buckets only (as the Prometheus rules read it, see PromQL.quantile_value)."""
         buckets: Dict[GroupKey, Dict[float, float]] = defaultdict(lambda: defaultdict(float))
         names = self._names(node.selector, "_bucket")
         for labels, rate in self._counter_rates(node.selector, names):
             bound = _le_bound(labels)
-            if bound is not None:
+            if bound is not None and (bounds is None or bound in bounds):
                 buckets[_key(labels, by)][bound] += rate
         out = {}
         for key, per_le in buckets.items():
@@ -706,6 +708,14 @@ def fraction_within(root: RootQuery, snapshots: Sequence[Snapshot], by: Sequence
     if not isinstance(root.expr, Quantile):
         raise TypeError("fraction_within needs a quantile signal")
     return Evaluator(snapshots, window, cloud_apis).within(root.expr, by, bound)
+
+
+def quantile_on_bounds(root: RootQuery, snapshots: Sequence[Snapshot], by: Sequence[str], window: float,
+                       bounds, cloud_apis: Sequence[str] = CLOUD_APIS) -> Dict[GroupKey, float]:
+    """For a quantile signal: per group, the quantile read from the buckets at `bounds` (and +Inf)."""
+    if not isinstance(root.expr, Quantile):
+        raise TypeError("quantile_on_bounds needs a quantile signal")
+    return Evaluator(snapshots, window, cloud_apis)._quantile(root.expr, by, set(bounds) | {math.inf})
 
 
 def breaches(value: float, comparison: str, threshold: Optional[float]) -> bool:

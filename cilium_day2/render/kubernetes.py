@@ -63,7 +63,8 @@ def prometheusrule_object(name: str, groups: List[dict], labels: Dict[str, str],
     spec_groups = []
     for g in groups:
         rules = [{k: v for k, v in r.items() if v not in (None, {}, "")} for r in g["rules"]]
-        spec_groups.append({"name": g["name"], "rules": rules})
+        spec_groups.append({"name": g["name"], **({"interval": g["interval"]} if g.get("interval") else {}),
+                            "rules": rules})
     return {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule", "metadata": meta,
             "spec": {"groups": spec_groups}}
 

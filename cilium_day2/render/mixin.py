@@ -216,6 +216,8 @@ def config_defaults(catalog: Catalog) -> dict:
         "runbook_base_url": s.runbook_base_url,
         "alert_labels": dict(s.alert_labels),
         "max_rules_per_group": s.max_rules_per_group,
+        "scrape_interval": format_duration(s.scrape_interval),
+        "rule_intervals": {format_duration(at): format_duration(iv) for at, iv in s.rule_intervals},
         "signals": signals,
     }
 

@@ -77,20 +77,18 @@ def prometheus_annotations(signal: Signal, severity: str, threshold: float, sett
     """
     if labels is None:
         cluster, val = cluster_template(settings), value_template(signal.unit)
-        share = value_template("ratio")
     else:
         cluster = labels.get(settings.cluster_label) or (external_labels or {}).get(settings.cluster_label, "")
         val = format_value(signal.unit, value)
-        share = format_value("ratio", value)
     who = _who(signal, settings, labels)
     head = f"{signal.title} in cluster {cluster}" + (f" ({who})" if who else "")
     thr = format_threshold(signal.unit, threshold)
     if signal.quantile:
-        # The rule's value is the share of observations at or below the threshold (a bucket bound).
-        q = f"{100 * signal.quantile.q:g}%"
+        # The rule's value: the quantile read from the buckets at the thresholds and the last
+        # bound (see PromQL.quantile_value): exact at a threshold, coarse between bounds.
         description = (
             f"{head}: the p{100 * signal.quantile.q:g} latency is {comparison_text(signal)} {thr}, the {severity} "
-            f"threshold: only {share} of the observations took {thr} or less, where {q} should. {signal.meaning}"
+            f"threshold (estimated at {val} from the buckets at the thresholds). {signal.meaning}"
         )
     else:
         description = (
@@ -144,10 +142,18 @@ def absent_annotations(signal: Signal, settings, labels: Optional[Dict[str, str]
 
 
 def _signal_rules(s: Signal, prom: PromQL, scope: str, settings) -> List[dict]:
-    """A signal's rules: its alerts, after the recording they share when there are two."""
+    """A signal's rules: one recording of its value, then its alerts, which only compare the
+    recorded series with their thresholds (the expression runs once per evaluation, whatever
+    the number of severities).
+
+    The recording is sparse: it keeps only the rows past the signal's loosest threshold (the
+    warning one when there is one; `check_thresholds` orders them). Those are the only rows any
+    alert of the signal can fire on, so every alert sees exactly the rows it would see over the
+    full value, and its `for` clock runs as before; a healthy node records nothing. (The
+    dashboards read the raw families, never these recordings.)
+    """
     rules = []
-    # A quantile alert reads its threshold's bucket (PromQL.condition), not this value.
-    value = None if s.quantile else prom.expr(s)
+    value = prom.quantile_value(s) if s.quantile else prom.expr(s)
     thresholds = s.thresholds()
     seen = None
     if s.query.only_if_seen:
@@ -156,11 +162,10 @@ def _signal_rules(s: Signal, prom: PromQL, scope: str, settings) -> List[dict]:
         seen = prom.seen_record_name(s)
         rules.append({"record": seen, "expr": prom.seen_expr(s)})
         seen = f"{seen}{{{scope}}}" if scope else seen
-    if len(thresholds) > 1 and not s.quantile:
-        # The warning and the critical rule share one recorded series: the query runs once.
-        record = prom.record_name(s)
-        rules.append({"record": record, "expr": value})
-        value = f"{record}{{{scope}}}" if scope else record
+    record = prom.record_name(s)
+    loosest = thresholds[0][1]
+    rules.append({"record": record, "expr": f"({value}) {s.comparison} {loosest:g}"})
+    value = f"{record}{{{scope}}}" if scope else record
     for severity, threshold in thresholds:
         rules.append({
             "alert": s.alert_name,
@@ -171,6 +176,11 @@ def _signal_rules(s: Signal, prom: PromQL, scope: str, settings) -> List[dict]:
             "annotations": prometheus_annotations(s, severity, threshold, settings),
         })
     return rules
+
+
+def rule_interval(s: Signal, settings) -> int:
+    """Seconds between evaluations of a signal's rules (see `Settings.rule_intervals`)."""
+    return settings.rule_interval(s.window, s.hold, s.keep_firing_for)
 
 
 def targets_record_name(settings, target: str) -> str:
@@ -246,23 +256,29 @@ def _slug(text: str) -> str:
 
 
 def prometheus_groups(catalog: Catalog) -> List[dict]:
-    """Rule groups, one per area (numbered parts when an area exceeds max_rules_per_group); with
-    `settings.shard_by_cluster`, one set per cluster, each selecting only its cluster's series
-    (for central rulers that spread groups over replicas)."""
+    """Rule groups, one per area and evaluation interval (`Settings.rule_intervals`: a group
+    holds signals of one pace, named `cilium-day2-<area>-<interval>`, numbered parts when it
+    exceeds max_rules_per_group); with `settings.shard_by_cluster`, one set per cluster, each
+    selecting only its cluster's series (for central rulers that spread groups over replicas)."""
     settings = catalog.settings
     groups = []
     ignore = [m for target in ("agent", "operator", "hubble") for m in settings.selector(target)]
+    up_signals = [s for s in catalog.enabled() if isinstance(s.query.expr, Up)]
     for shard in settings.shard_by_cluster or (None,):
         scope = f"{settings.cluster_label}={quote(shard)}" if shard else ""
         prom = PromQL(settings, extra=[scope] if scope else [])
         suffix = "-" + _slug(shard) if shard else ""
-        areas = [(area.id, [_signal_rules(s, prom, scope, settings) for s in signals])
-                 for area, signals in catalog.by_area() if signals]
+        paced = []
+        for area, signals in catalog.by_area():
+            for interval in sorted({rule_interval(s, settings) for s in signals}):
+                units = [_signal_rules(s, prom, scope, settings) for s in signals if rule_interval(s, settings) == interval]
+                paced.append((area.id, interval, units))
         targets = absent_rules(catalog, [scope] if scope else [])
         if targets:
-            areas.append((TARGETS_GROUP, [targets]))
-        for area_id, units in areas:
-            chunks = _pack(units, scope, settings.max_rules_per_group, f"area {area_id}", ignore)
+            paced.append((TARGETS_GROUP, min(rule_interval(s, settings) for s in up_signals), [targets]))
+        for area_id, interval, units in paced:
+            every = format_duration(interval)
+            chunks = _pack(units, scope, settings.max_rules_per_group, f"area {area_id} (every {every})", ignore)
             for i, rules in enumerate(chunks, start=1):
                 rules = hoist_shared(rules, scope, ignore)
                 if shard:
@@ -270,7 +286,8 @@ def prometheus_groups(catalog: Catalog) -> List[dict]:
                     # the series carry anyway) keeps them distinct for `promtool check rules`.
                     rules = [{**r, "labels": {settings.cluster_label: shard, **r.get("labels", {})}} for r in rules]
                 part = f"-{i}" if len(chunks) > 1 else ""
-                groups.append({"name": f"cilium-day2-{area_id.replace('_', '-')}{part}{suffix}", "rules": rules})
+                groups.append({"name": f"cilium-day2-{area_id.replace('_', '-')}-{every}{part}{suffix}",
+                               "interval": every, "rules": rules})
     return groups
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import List, Optional, Sequence
 
+from ..catalog import buckets
 from ..catalog.buckets import le_forms
 from ..catalog import Settings, Signal, format_duration
 from ..catalog.query import (
@@ -202,6 +203,31 @@ class PromQL:
         """The signal's value, one series per group (no threshold)."""
         return self.compile(signal.query.expr, signal, signal.group_by)
 
+    def quantile_value(self, signal: Signal) -> str:
+        """A quantile signal's value, read from the few buckets its alerts need.
+
+        `histogram_quantile` over the buckets at the signal's thresholds, the last finite bound
+        of each of Cilium's layouts of the family, and `+Inf`. At a threshold T (a bucket bound)
+        the result is above T exactly when fewer than q of the observations fell at or below T,
+        as with every bucket; above the highest threshold it is only a coarse estimate, but it
+        stays above that threshold (the last bound is above every valid threshold). So one
+        recorded series serves both severities, reading four or five series per label set
+        instead of the whole histogram.
+        """
+        node = signal.quantile
+        sel = node.selector
+        forms = [f for _sev, t in signal.thresholds() for f in le_forms(t)]
+        lasts = buckets.last_bounds((sel.metric,) + tuple(sel.also))
+        forms += [f for b in lasts for f in buckets.le_forms(b)] + ["+Inf"]
+        reduced = dataclasses.replace(sel, match=sel.match + (Match("le", "in", tuple(forms)),))
+        comp = signal.component
+        w = self.window(signal)
+        inner = self._union(
+            sel,
+            lambda f: f"sum by ({self.by(signal.group_by, ['le'])}) (rate({self.selector(f + '_bucket', reduced, comp)}[{w}]))",
+        )
+        return f"histogram_quantile({node.q:g}, {inner})"
+
     def within(self, signal: Signal, bound: float) -> str:
         """Share of a quantile signal's observations at or below the bucket bound `bound`.
 
@@ -222,9 +248,9 @@ class PromQL:
 
     def condition(self, value_expr: Optional[str], signal: Signal, threshold: float,
                   seen_record: Optional[str] = None) -> str:
-        """The alert expression: `value_expr` against the threshold. A quantile signal instead
-        compares the share of observations within the threshold with q (no value needed)."""
-        if signal.quantile:
+        """The alert expression: `value_expr` against the threshold. Without a value, a
+        quantile signal compares the share of observations within the threshold with q."""
+        if signal.quantile and value_expr is None:
             # The quantile is above T exactly when less than q of the observations are <= T.
             q = signal.quantile.q
             cond = f"{self.within(signal, threshold)} {'<' if signal.comparison == '>' else '>='} {q:g}"

@@ -18,7 +18,8 @@ from pathlib import Path
 import yaml
 
 from cilium_day2.catalog import Catalog, format_duration
-from cilium_day2.catalog.query import Sample, Snapshot, breaches, evaluate, fraction_within
+from cilium_day2.catalog.buckets import last_bounds
+from cilium_day2.catalog.query import Sample, Snapshot, breaches, evaluate, quantile_on_bounds
 from cilium_day2.render.prometheus import prometheus_annotations
 
 SCENARIOS = Path(__file__).with_name("scenarios.yaml")
@@ -94,8 +95,10 @@ def expected_alerts(signal, catalog: Catalog, series: dict, at: int):
             if breaches(value, signal.comparison, threshold):
                 shown = value
                 if signal.quantile:
-                    # The rule's value: the share of observations at or below the threshold bound.
-                    shown = fraction_within(signal.query, snaps, by, signal.window, threshold, s.cloud_apis)[key]
+                    # The rule's value: the quantile read from the threshold buckets and the last bound.
+                    sel = signal.quantile.selector
+                    bounds = [t for _sev, t in signal.thresholds()] + last_bounds((sel.metric,) + tuple(sel.also))
+                    shown = quantile_on_bounds(signal.query, snaps, by, signal.window, bounds, s.cloud_apis)[key]
                 alerts.append({
                     "exp_labels": {**labels, "severity": severity, "area": signal.area, "signal": signal.id},
                     "exp_annotations": prometheus_annotations(signal, severity, threshold, s, labels, shown),
