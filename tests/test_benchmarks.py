@@ -137,39 +137,3 @@ def test_rule_cost_refuses_bad_input_in_one_line(tmp_path):
         out = run_rule_cost(*args, "--workdir", str(tmp_path), timeout=60)
         assert out.returncode == 2, (args, out.stderr)
         assert needle in out.stderr.strip().splitlines()[-1] and "Traceback" not in out.stderr
-
-
-def test_rewrite_pack_filters_recordings_only_where_alerts_see_the_same_rows(tmp_path):
-    import yaml
-    from rewrite_pack import sparse
-
-    doc = {"groups": [{"name": "g", "rules": [
-        {"record": "a:value", "expr": "max by (node) (x)"},
-        {"alert": "A", "expr": "a:value > 0.8", "labels": {"severity": "warning"}},
-        {"alert": "A", "expr": "a:value >= 0.95", "labels": {"severity": "critical"}},
-        {"record": "b:rate", "expr": "sum by (node) (rate(y[5m]))"},
-        {"alert": "B", "expr": "sum by (node) (rate(y_bucket{le=\"1\"}[5m])) / b:rate < 0.99"},
-        {"record": "c:value", "expr": "min by (node) (z)"},
-        {"alert": "C", "expr": "c:value <= 128"},
-        {"alert": "C", "expr": "c:value < 32"},
-    ]}]}
-    assert sparse(doc) == ["a:value", "c:value"]
-    exprs = {r.get("record"): r["expr"] for r in doc["groups"][0]["rules"] if "record" in r}
-    assert exprs["a:value"] == "(max by (node) (x)) > 0.8"
-    assert exprs["c:value"] == "(min by (node) (z)) <= 128"  # the loosest reader includes 128 itself
-    assert exprs["b:rate"] == "sum by (node) (rate(y[5m]))"  # read by a division: kept whole
-
-    out = tmp_path / "rewritten.yml"
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "rewrite_pack.py"), "--out", str(out), "--sparse",
-                           "--interval", "cilium-day2-hubble=1m"], capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
-    check = subprocess.run(["promtool", "check", "rules", str(out)], capture_output=True, text=True, check=False)
-    assert check.returncode == 0, check.stdout + check.stderr
-    before = yaml.safe_load(PACK.read_text())["groups"]
-    after = yaml.safe_load(out.read_text())["groups"]
-    assert [r.get("alert") and r["expr"] for g in before for r in g["rules"]] == \
-        [r.get("alert") and r["expr"] for g in after for r in g["rules"]]  # alerts untouched
-    assert {g["name"]: g.get("interval") for g in after}["cilium-day2-hubble"] == "1m"
-    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "rewrite_pack.py"), "--out", str(out),
-                          "--interval", "no-such-group=1m"], capture_output=True, text=True, check=False)
-    assert bad.returncode == 2 and "no-such-group" in bad.stderr.strip().splitlines()[-1]
