@@ -59,12 +59,20 @@ def test_rule_cost_fleet_mode_measures_the_whole_pack_against_no_rules(tmp_path)
     import yaml
 
     nodes = 20
+    # The pack's groups run every minute or more; here every group runs every 5 s, so that a
+    # 15 s phase sees each of them.
+    pack = yaml.safe_load(PACK.read_text())
+    for g in pack["groups"]:
+        g["interval"] = "5s"
+    rules_dir = tmp_path.parent / (tmp_path.name + "-rules")
+    rules_dir.mkdir()
+    fast = rules_dir / "fast.rules.yml"
+    fast.write_text(yaml.safe_dump(pack, sort_keys=False, width=10_000))
     out = run_rule_cost("--fleet", "--nodes", str(nodes), "--clusters", "2", "--rounds", "1", "--phase-seconds", "15",
-                        "--interval", "5", "--json", "--workdir", str(tmp_path))
+                        "--interval", "5", "--rules", str(fast), "--json", "--workdir", str(tmp_path))
     assert out.returncode == 0, out.stderr[-3000:]
     rep = json.loads(out.stdout)
     assert rep["mode"] == "fleet" and rep["nodes"] == nodes
-    pack = yaml.safe_load(PACK.read_text())
     groups = [g["name"] for g in pack["groups"]]
     records = {r["record"] for g in pack["groups"] for r in g["rules"] if "record" in r}
     rules = {r.get("record") or r.get("alert") for g in pack["groups"] for r in g["rules"]}

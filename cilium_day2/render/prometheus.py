@@ -1,10 +1,12 @@
 """Prometheus target: the rule file, the prometheus-operator `PrometheusRule` and an
 Alertmanager configuration that routes and inhibits the pack's alerts.
 
-Rules: one group per area (and per cluster with `settings.shard_by_cluster`), split so that no
-group holds more than `settings.max_rules_per_group` rules (Mimir refuses larger groups), plus
-a `cilium-day2-targets` group whose alerts fire when a component's scrape targets vanish from a
-cluster (no `up` series at all, which `up < 1` cannot see).
+Rules: one group per area and evaluation pace (and per cluster with
+`settings.shard_by_cluster`), split so that no group holds more than
+`settings.max_rules_per_group` rules (Mimir refuses larger groups), plus a
+`cilium-day2-targets-<interval>` group whose alerts fire when a component's scrape targets
+vanish from a cluster (no `up` series at all, which `up < 1` cannot see). Each signal is one
+sparse recording and the alerts comparing it (`_signal_rules`).
 
 Annotations name the cluster from the alert's cluster label, or from Prometheus'
 `external_labels` when each cluster has its own Prometheus and the series carry no cluster.
