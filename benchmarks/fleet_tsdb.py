@@ -296,6 +296,7 @@ class Target:
     offset: int = 0  # seconds: where in each scrape interval this target is scraped
     nodes_in_cluster: Sequence[str] = ()
     peers: Sequence[str] = ()
+    cluster_size: int = 0  # nodes in this target's cluster
 
     def labels(self, job: str, port: int) -> str:
         return f'cluster="{self.cluster}",instance="{self.ip}:{port}",job="{job}",node="{self.node}"'
@@ -328,7 +329,7 @@ class Fleet:
             ci += 1
         ip = f"10.{ci}.{ni // 250}.{ni % 250 + 4}"
         return Target(self.cluster_name(ci), ci, gi, f"ip-{ip.replace('.', '-')}.ec2.internal", ip,
-                      offset=int(_frac(gi, "offset") * step), peers=self._peers(ci))
+                      offset=int(_frac(gi, "offset") * step), peers=self._peers(ci), cluster_size=sizes[ci])
 
     def operator(self, ci: int, step: int) -> Target:
         size = self.cluster_sizes()[ci]
@@ -518,6 +519,21 @@ def unreachable_nodes(t: Target):
 
 def unreachable_health_endpoints(t: Target):
     return [_s([], str(1 + t.pick("unh", 8)) if t.is_("unreachable-health", 0.01) else "0")]
+
+
+def node_health_connectivity_status(t: Target):
+    """Cilium 1.17+ (pkg/health/server/prober.go): per node, the count of peers (nodes, and their
+    health endpoints) in each status. A node cut off from its peers is rare."""
+    peers = max(0, t.cluster_size - 1)
+    cut = t.is_("isolated", 0.002)
+    out = []
+    for typ in ("node", "endpoint"):
+        unreachable = peers - t.pick("iso-left", 3) if cut else (1 if t.is_("one-peer-down", 0.02) else 0)
+        unreachable = max(0, min(peers, unreachable))
+        for status, v in (("reachable", peers - unreachable), ("unreachable", unreachable), ("unknown", 0)):
+            out.append(_s([("source_cluster", t.cluster), ("source_node_name", t.node), ("status", status),
+                           ("type", typ)], str(v)))
+    return out
 
 
 def endpoint_state(t: Target):
@@ -769,6 +785,19 @@ def op_ipam_allocation_duration_seconds(t: Target):
                                 _shape(10 if slow else 6), mean=1.5, target="operator")]
 
 
+def op_ipam_allocation_ops(t: Target):
+    """IPs allocated per subnet (counter, pkg/ipam/metrics): the subnets Cilium allocates from."""
+    return [_s([("subnet_id", sid)], 20_000 + 500 * k, 0.5, target="operator") for k, (sid, _az) in enumerate(_subnets(t))]
+
+
+def op_ces_sync_total(t: Target):
+    """CiliumEndpointSlice syncs by outcome (counter, operator/pkg/ciliumendpointslice/metrics.go)."""
+    out = [_s([("outcome", "success")], 80_000, 3, target="operator")]
+    if _frac(t.ci, "ces-fail") < 0.05:
+        out.append(_s([("outcome", "fail")], 30, 0.02, target="operator"))
+    return out
+
+
 def op_process_start_time_seconds(t: Target, anchor: int):
     restarts = _frac(t.ci, "op-restart") < 0.1
     return [_s([], anchor - 900_000, 0, [(-1800 + 400 * j, 300_000 + j) for j in range(3)] if restarts else [],
@@ -817,6 +846,7 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     Family("cilium_unreachable_nodes", "gauge", unreachable_nodes),
     Family("cilium_unreachable_health_endpoints", "gauge", unreachable_health_endpoints),
     Family("cilium_endpoint_state", "gauge", endpoint_state),
+    Family("cilium_node_health_connectivity_status", "gauge", node_health_connectivity_status),
     Family("cilium_endpoint_regenerations_total", "counter", endpoint_regenerations_total),
     Family("cilium_policy_change_total", "counter", policy_change_total),
     Family("cilium_policy_implementation_delay", "histogram", policy_implementation_delay),
@@ -838,13 +868,17 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     Family("cilium_operator_ipam_available_ips_per_subnet", "gauge", None, op_ipam_available_ips_per_subnet),
     Family("cilium_operator_ipam_interface_creation_ops", "unknown", None, op_ipam_interface_creation_ops),
     Family("cilium_operator_ipam_allocation_duration_seconds", "histogram", None, op_ipam_allocation_duration_seconds),
+    Family("cilium_operator_ipam_allocation_ops", "counter", None, op_ipam_allocation_ops),
+    Family("cilium_operator_ces_sync_total", "counter", None, op_ces_sync_total),
     Family("cilium_operator_process_start_time_seconds", "gauge", None, op_process_start_time_seconds,
            needs_anchor=True),
 )}
 # Exported by every node whether or not a rule reads them: they size the index as on a real server.
 ALWAYS = ("hubble_flows_processed_total", "hubble_drop_total")
-# Read by the rules' `or` branches, absent in an AWS fleet.
-ABSENT = re.compile(r"^cilium_operator_(azure|alibabacloud)_")
+# Read by the rules' `or` branches, absent in an AWS fleet; and the families of Cilium before
+# 1.17 that the fleet's version no longer exports (`cilium_node_connectivity_status` had one
+# series per peer, which is why 1.17 replaced it with per-status counts).
+ABSENT = re.compile(r"^cilium_operator_(azure|alibabacloud)_|^cilium_node_connectivity_status$")
 JOBS = {"agent": ("cilium-agent", 9962), "hubble": ("hubble-metrics", 9965), "operator": ("cilium-operator", 9963)}
 
 
