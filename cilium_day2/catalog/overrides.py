@@ -104,6 +104,10 @@ def _label_mapping(source, key, value, name_ok, value_ok, what):
     return tuple(sorted(pairs))
 
 
+# Longest evaluation interval a rule group may have: a slower group would leave alerts an hour late.
+MAX_RULE_INTERVAL = 3600
+
+
 def _setting(source, name, value):
     key = f"settings.{name}"
     default = getattr(Settings(), name)
@@ -139,7 +143,7 @@ def _setting(source, name, value):
             _fail(source, key, f"expected a mapping of window to interval such as {{0s: 1m, 30m: 5m}}, got {value!r}")
         tiers = {}
         for at, interval in value.items():
-            at_s = _duration_setting(source, f"{key}.{at}", at, 0, "a window")
+            at_s = _duration_setting(source, f"{key}.{at}", at, 0, MAX_DURATION_SECONDS)
             tiers[at_s] = _duration_setting(source, f"{key}.{at}", interval, 1)
         if 0 not in tiers:
             _fail(source, key, "add an entry for 0s (the interval of the shortest windows)")
@@ -181,20 +185,15 @@ def _setting(source, name, value):
     return value
 
 
-# Longest evaluation interval a rule group may have: a slower group would leave alerts an hour late.
-MAX_RULE_INTERVAL = 3600
-
-
-def _duration_setting(source, key, value, minimum, what="a duration"):
-    """A duration setting in seconds (`30s`, `5m`), at least `minimum`."""
+def _duration_setting(source, key, value, minimum, limit=MAX_RULE_INTERVAL):
+    """A duration setting in seconds (`30s`, `5m`), from `minimum` to `limit`."""
     try:
         seconds = parse_duration(value, key)
     except UserError:
-        _fail(source, key, f"expected {what} such as 30s, 1m or 5m, got {value!r}")
+        _fail(source, key, f"expected a duration such as 30s, 1m or 5m, got {value!r}")
     if seconds < minimum:
         _fail(source, key, f"expected a duration of at least {format_duration(minimum)}, got {value!r}")
-    if seconds > MAX_DURATION_SECONDS or (what == "a duration" and seconds > MAX_RULE_INTERVAL):
-        limit = MAX_RULE_INTERVAL if what == "a duration" else MAX_DURATION_SECONDS
+    if seconds > limit:
         _fail(source, key, f"{format_duration(seconds)} is longer than the limit of {format_duration(limit)}")
     return seconds
 
