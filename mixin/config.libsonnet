@@ -12,8 +12,7 @@
     "scrape_interval": "15s",
     "rule_intervals": {
       "0s": "1m",
-      "15m": "2m",
-      "30m": "5m"
+      "15m": "5m"
     },
     "signals": {
       "bpf_map_pressure": {
@@ -424,8 +423,8 @@
       },
       "hubble_flows_stalled": {
         "enabled": true,
-        "window": "15m",
-        "for": "5m",
+        "window": "5m",
+        "for": "10m",
         "keep_firing_for": "0s",
         "critical": 1.0
       },

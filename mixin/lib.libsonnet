@@ -144,12 +144,13 @@ local g(spec, v) = if v == 0 then '0' else std.format(spec, v);
       units, { chunks: [], current: [] });
     st.chunks + (if std.length(st.current) > 0 then [st.current] else []),
 
-  // catalog.model.Settings.rule_interval: the tier of the largest window not above the
-  // signal's, capped at its `for` and `keep_firing_for`, at least the scrape interval.
+  // catalog.model.Settings.rule_interval: the tier of the largest time to fire (window plus
+  // `for`) not above the signal's, capped at its `for` and `keep_firing_for`, at least the
+  // scrape interval.
   interval(c, window, hold, keep)::
     local tiers = std.sort([{ at: $.seconds(k), iv: $.seconds(c.rule_intervals[k]) } for k in std.objectFields(c.rule_intervals)],
                            function(t) t.at);
-    local fit = [t.iv for t in tiers if window >= t.at];
+    local fit = [t.iv for t in tiers if window + hold >= t.at];
     local base = if std.length(fit) > 0 then fit[std.length(fit) - 1] else tiers[0].iv;
     local capped = std.foldl(function(iv, cap) if cap > 0 && cap < iv then cap else iv, [hold, keep], base);
     std.max(capped, $.seconds(c.scrape_interval)),

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import time
 import urllib.error
 import urllib.parse
@@ -53,6 +54,13 @@ def require_promtool():
 
     if not have(PROMTOOL):
         pytest.skip("needs the `promtool` binary (Debian package `prometheus`): not installed")
+
+
+def promtool(*args, cwd=None, timeout: float = 1200) -> subprocess.CompletedProcess:
+    """Run promtool (skipping the test when it is not installed). The timeout is generous:
+    `promtool test rules` over every case of a sharded pack takes minutes on 2 cores."""
+    require_promtool()
+    return subprocess.run([PROMTOOL, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
 class PrometheusError(RuntimeError):

@@ -5,7 +5,6 @@ the chart's ServiceMonitors), and promtool checks the exact set of firing alerts
 on one Prometheus and on an HA pair read without deduplication.
 """
 
-import subprocess
 
 import pytest
 import yaml
@@ -14,7 +13,7 @@ from cilium_day2.catalog import load_catalog
 from cilium_day2.render import command as render
 from cilium_day2.render import prometheus
 
-from .prometheus_server import PROMTOOL, require_promtool
+from .prometheus_server import promtool, require_promtool
 from .promtool import fleets
 
 
@@ -25,7 +24,7 @@ def _render(setup, out):
 
 
 def _run(test_file):
-    result = subprocess.run([PROMTOOL, "test", "rules", str(test_file)], capture_output=True, text=True, timeout=1200)
+    result = promtool("test", "rules", test_file)
     assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
 
 
@@ -87,5 +86,5 @@ def test_without_the_selectors_a_shared_job_masks_the_vanished_operator(tmp_path
     test_file = tmp_path / "masked.test.yml"
     test_file.write_text(yaml.safe_dump(fleets.promtool_tests(
         str(tmp_path / prometheus.RULES_FILE), [(case.name, case, case.series)]), sort_keys=False, width=400))
-    result = subprocess.run([PROMTOOL, "test", "rules", str(test_file)], capture_output=True, text=True, timeout=600)
+    result = promtool("test", "rules", test_file)
     assert result.returncode != 0 and "CiliumOperatorAbsent" in result.stdout + result.stderr

@@ -19,7 +19,7 @@ from datadog_checks.base import AgentCheck
 
 from .common import make_check
 from .conftest import fixture_text
-from .prometheus_server import PROMTOOL
+from .prometheus_server import PROMTOOL, promtool
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENT_MINIMAL = (
@@ -328,7 +328,7 @@ def test_scientific_numbers_and_odd_but_valid_values_render_for_promtool(tmp_pat
     rules = out / "assets" / "prometheus" / "cilium-day2.rules.yml"
     text = rules.read_text()
     assert "> 500" in text.replace("\n", " ") or "500" in text
-    proc = subprocess.run([PROMTOOL, "check", "rules", str(rules)], capture_output=True, text=True, timeout=120)
+    proc = promtool("check", "rules", rules, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

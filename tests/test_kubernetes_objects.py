@@ -5,7 +5,6 @@ and a sharded render writes one rule file per cluster."""
 
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from cilium_day2.cli import main
 from cilium_day2.errors import UserError
 from cilium_day2.render import alertmanager_k8s, kubernetes, prometheus
 
-from .prometheus_server import PROMTOOL, require_promtool
+from .prometheus_server import promtool, require_promtool
 
 ROOT = Path(__file__).resolve().parents[1]
 CRDS = Path(__file__).resolve().parent / "fixtures" / "crds"
@@ -162,8 +161,7 @@ def test_per_cluster_files_pass_promtool(tmp_path):
                  "--out", str(tmp_path / "out")]) == 0
     files = sorted((tmp_path / "out" / prometheus.CLUSTER_RULES_DIR).glob("*.rules.yml"))
     assert [f.name for f in files] == ["prod-00.rules.yml", "prod-01.rules.yml"]
-    result = subprocess.run([PROMTOOL, "check", "rules", "--lint=all", "--lint-fatal", *map(str, files)],
-                            capture_output=True, text=True, timeout=300)
+    result = promtool("check", "rules", "--lint=all", "--lint-fatal", *files)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

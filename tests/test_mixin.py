@@ -14,7 +14,7 @@ from cilium_day2.catalog import load_catalog
 from cilium_day2.cli import main
 from cilium_day2.render import grafana, mixin, prometheus
 
-from .prometheus_server import PROMTOOL, require_promtool
+from .prometheus_server import promtool, require_promtool
 
 ROOT = Path(__file__).resolve().parents[1]
 MIXIN = ROOT / mixin.MIXIN_DIR
@@ -110,8 +110,7 @@ def test_the_mixin_rules_pass_promtool_lint(tmp_path):
     require_promtool()
     out = mixin_output(as_config(VALUES))
     (tmp_path / "rules.yml").write_text(yaml.safe_dump(out["alerts"], sort_keys=False, width=1000))
-    result = subprocess.run([PROMTOOL, "check", "rules", "--lint=all", "--lint-fatal", str(tmp_path / "rules.yml")],
-                            capture_output=True, text=True, timeout=300)
+    result = promtool("check", "rules", "--lint=all", "--lint-fatal", tmp_path / "rules.yml")
     assert result.returncode == 0, result.stdout + result.stderr
 
 

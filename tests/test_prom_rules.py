@@ -2,7 +2,6 @@
 
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from cilium_day2.render import docs, grafana, prometheus
 from cilium_day2.catalog import load_catalog
 from cilium_day2.metrics import COMPONENT_MAPS, HISTOGRAMS
 
-from .prometheus_server import PROMTOOL, PrometheusServer, require_prometheus, require_promtool
+from .prometheus_server import PrometheusServer, promtool, require_prometheus, require_promtool
 from .promtool.generate import build_tests, load_scenarios
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,10 +20,6 @@ ALL_ON = {"signals": {"kvstore_qps": {"enabled": True}, "cloud_api_request_rate"
 MAPPED = {family for mapping in COMPONENT_MAPS.values() for family in mapping}
 SYNTHETIC = {"up"}  # series Prometheus itself creates
 
-
-def promtool(*args, cwd=None):
-    # Generous: `promtool test rules` over every case of a sharded pack takes minutes on 2 cores.
-    return subprocess.run([PROMTOOL, *args], cwd=cwd, capture_output=True, text=True, timeout=1200)
 
 
 @pytest.fixture(scope="module")

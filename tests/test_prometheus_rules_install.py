@@ -2,7 +2,6 @@
 vanished scrape targets, and the cluster named from `external_labels`."""
 
 import re
-import subprocess
 
 import pytest
 import yaml
@@ -12,14 +11,11 @@ from cilium_day2.errors import UserError
 from cilium_day2.catalog.query import Up
 from cilium_day2.render import prometheus
 
-from .prometheus_server import PROMTOOL, require_promtool
+from .prometheus_server import promtool, require_promtool
 
 ALL_ON = {"signals": {"kvstore_qps": {"enabled": True}, "cloud_api_request_rate": {"enabled": True}}}
 JOBS = {"agent": "cilium-agent", "operator": "cilium-operator", "hubble": "hubble-metrics"}
 
-
-def promtool(*args):
-    return subprocess.run([PROMTOOL, *args], capture_output=True, text=True, timeout=300)
 
 
 def rules_of(text):

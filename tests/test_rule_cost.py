@@ -2,21 +2,24 @@
 each signal computed once, sparse recordings, groups evaluated at the pace of their signals.
 The costs themselves are measured by the benchmark, not here."""
 
+import dataclasses
 import math
 import random
 import re
-import subprocess
 
 import pytest
 import yaml
 
 from cilium_day2.catalog import format_duration, load_catalog
 from cilium_day2.catalog.buckets import family_layouts, last_bounds
-from cilium_day2.catalog.query import Quantile, Sample, Snapshot, breaches, histogram_quantile, quantile_on_bounds
+from cilium_day2.catalog.query import (
+    QueryError, Quantile, Sample, Snapshot, breaches, histogram_quantile, parse_root, quantile_on_bounds,
+)
 from cilium_day2.cli import main
 from cilium_day2.render import prometheus
+from cilium_day2.render.promql import PromQL
 
-from .prometheus_server import PROMTOOL, require_promtool
+from .prometheus_server import promtool, require_promtool
 from .promtool import fleets
 
 RECORD_RE = re.compile(r"[a-z_]+:cilium_day2_[a-z0-9_]+:[a-z0-9]+")
@@ -85,8 +88,10 @@ def test_groups_run_at_the_pace_of_their_signals():
         assert seconds >= s.scrape_interval
         for cap in (signal.hold, signal.keep_firing_for):
             assert not cap or seconds <= max(cap, s.scrape_interval), signal.id
-    # Long windows are evaluated less often than short ones; every group within the size limit.
-    assert intervals["bpf_map_pressure"] == {"1m"} and intervals["agent_restarts"] == {"5m"}
+    # A signal that fires in 10 minutes (a down target) is evaluated every minute, one that needs
+    # 15 minutes of evidence or more every 5; every group within the size limit.
+    assert intervals["agent_down"] == {"1m"} and intervals["hubble_metrics_down"] == {"1m"}
+    assert intervals["bpf_map_pressure"] == {"5m"} and intervals["agent_restarts"] == {"5m"}
     assert all(len(g["rules"]) <= s.max_rules_per_group for g in groups)
     names = [g["name"] for g in groups]
     assert len(names) == len(set(names))
@@ -104,6 +109,43 @@ def test_rule_intervals_come_from_the_values_file(tmp_path):
     assert every["agent_restarts"] == "10m"
     # Capped at the signal's own `for` (15m).
     assert every["bpf_map_ops_failing_sustained"] == "10m"
+
+
+def test_time_to_fire_not_window_sets_the_pace():
+    s = load_catalog().settings
+    tiers = dict(s.rule_intervals)
+    # A 5-minute window held 10 minutes needs 15 minutes of evidence, like a 15-minute window.
+    assert s.rule_interval(300, 600) == s.rule_interval(900) == tiers[900]
+    assert s.rule_interval(300, 300) == tiers[0]
+
+
+def test_hubble_stall_reads_only_flows_from_outside_the_pods():
+    catalog = load_catalog()
+    [expr] = [r["expr"] for g in _groups(catalog) for r in g["rules"]
+              if r.get("record", "").startswith("cluster_node:cilium_day2_hubble_flows_stalled:")]
+    selectors = re.findall(r"hubble_flows_processed_total(\{[^}]*\})?", expr)
+    assert selectors and all('source_namespace=""' in sel for sel in selectors), expr
+
+
+@pytest.mark.parametrize("query, words", [
+    ({"fn": "value", "metric": "m", "prometheus_reads": [{"a": ""}]}, ["prometheus_reads", "rate or increase"]),
+    ({"fn": "rate", "metric": "m", "prometheus_reads": []}, ["prometheus_reads", "non-empty list"]),
+    ({"fn": "rate", "metric": "m", "prometheus_reads": "a"}, ["prometheus_reads", "non-empty list"]),
+])
+def test_bad_prometheus_reads_are_refused(query, words):
+    with pytest.raises(QueryError) as err:
+        parse_root(query, "signals.x.query")
+    assert all(w in str(err.value) for w in words), str(err.value)
+
+
+def test_prometheus_reads_compile_to_a_union_of_parts():
+    catalog = load_catalog()
+    signal = next(s for s in catalog.enabled() if s.id == "hubble_flows_stalled")
+    query = dataclasses.replace(signal.query, expr=dataclasses.replace(signal.query.expr, selector=dataclasses.replace(
+        signal.query.expr.selector, prometheus_reads=parse_root(
+            {"fn": "increase", "metric": "x", "prometheus_reads": [{"a": ""}, {"b": "1"}]}).expr.selector.prometheus_reads)))
+    expr = PromQL(catalog.settings).expr(dataclasses.replace(signal, query=query))
+    assert 'increase(hubble_flows_processed_total{a=""}[5m]) or increase(hubble_flows_processed_total{b="1"}[5m])' in expr
 
 
 @pytest.mark.parametrize("body, words", [
@@ -212,5 +254,5 @@ def test_a_healthy_fleet_holds_no_signal_recording(tmp_path):
             {"expr": 'ALERTS', "eval_time": "40m", "exp_samples": []},
         ]}]}
     (tmp_path / "t.yml").write_text(yaml.safe_dump(test, sort_keys=False, width=400))
-    result = subprocess.run([PROMTOOL, "test", "rules", str(tmp_path / "t.yml")], capture_output=True, text=True, timeout=600)
+    result = promtool("test", "rules", tmp_path / "t.yml")
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]

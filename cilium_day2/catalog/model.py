@@ -146,17 +146,19 @@ class Settings:
     # How often Prometheus scrapes the Cilium targets (seconds): no rule group is evaluated more
     # often than that, since a second evaluation between two scrapes sees the same samples.
     scrape_interval: int = 15
-    # Rule groups are evaluated at the pace of their signals: ((window at least, interval), ...)
-    # in seconds, the entry with the largest window not above the signal's window applies
-    # (capped at the signal's `for` and `keep_firing_for`, floored at `scrape_interval`). A
-    # signal judged over 30 minutes does not need re-evaluating every 15 seconds; an alert
-    # fires at most one interval later than at the global evaluation interval.
-    rule_intervals: Tuple[Tuple[int, int], ...] = ((0, 60), (900, 120), (1800, 300))
+    # Rule groups are evaluated at the pace of their signals: ((time to fire at least,
+    # interval), ...) in seconds. A signal's time to fire is its window plus its `for`: the
+    # entry with the largest time not above it applies (capped at the signal's `for` and
+    # `keep_firing_for`, floored at `scrape_interval`). A signal that needs 15 minutes of
+    # evidence does not need re-evaluating every 15 seconds; its alert fires at most one
+    # interval later than at the global evaluation interval. Down targets (5m + 5m) stay at 1m.
+    rule_intervals: Tuple[Tuple[int, int], ...] = ((0, 60), (900, 300))
 
     def rule_interval(self, window: int, hold: int = 0, keep_firing_for: int = 0) -> int:
         """The evaluation interval (seconds) of a signal's rules."""
         tiers = sorted(self.rule_intervals)
-        interval = next((iv for at, iv in reversed(tiers) if window >= at), tiers[0][1])
+        evidence = window + hold
+        interval = next((iv for at, iv in reversed(tiers) if evidence >= at), tiers[0][1])
         for cap in (hold, keep_firing_for):
             if cap:
                 interval = min(interval, cap)

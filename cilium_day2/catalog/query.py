@@ -39,7 +39,10 @@ named directly). ``also`` lists families that carry the same signal in other Cil
 (read together: PromQL `or`, summed by evaluate(); Datadog queries `metric`, the newest). ``{cloud}`` in a name stands for each configured cloud API (`ec2`, `azure`,
 `alibabacloud`). ``match`` maps a label to a value, or to ``{in: [...]}`` / ``{not_in: [...]}``.
 A value may contain ``*`` wildcards. Missing labels match as the empty string, like PromQL.
-``born_at_first_event`` (true/false) says whether the selected counter series are created at
+``prometheus_reads`` (rate and increase only) lists matcher sets: Prometheus reads only the
+series matching one of them, a small part of a large family that moves whenever the family does
+(Hubble's flows from outside the pods, out of per-workload series); the check and evaluate() read the
+whole family. ``born_at_first_event`` (true/false) says whether the selected counter series are created at
 their first event (client_golang creates a labelled child on first use) rather than exported
 at 0 from the start; `rate`/`increase` then count a series born inside the window from zero.
 Unset, a counter selector that matches labels (a failure, an error code) is taken as born at its
@@ -102,6 +105,10 @@ class Selector:
     # functions then count a series born inside the window from zero. None: the compilers'
     # default (yes for a counter selector that matches labels, see `counts_from_birth`).
     born_at_first_event: Optional[bool] = None
+    # Prometheus reads only the series matching one of these matcher sets (their union): a
+    # cheap part of a large family that moves whenever the family does. The check and the
+    # Python evaluator read the whole family (the check already sums it per node).
+    prometheus_reads: Tuple[Tuple[Match, ...], ...] = ()
 
     def counts_from_birth(self) -> bool:
         if self.born_at_first_event is not None:
@@ -324,10 +331,19 @@ def _selector(where, data) -> Selector:
     born = data.get("born_at_first_event")
     if born is not None and not isinstance(born, bool):
         raise QueryError(f"{where}.born_at_first_event: expected true or false")
-    return Selector(metric, parse_matchers(where, data.get("match")), tuple(also), born)
+    reads = data.get("prometheus_reads")
+    subsets = ()
+    if reads is not None:
+        if data.get("fn") not in ("rate", "increase"):
+            raise QueryError(f"{where}.prometheus_reads: only a rate or increase selector can read a part of its family")
+        if not isinstance(reads, list) or not reads or not all(isinstance(r, dict) and r for r in reads):
+            raise QueryError(f"{where}.prometheus_reads: expected a non-empty list of label matchers "
+                             "(e.g. [{source_namespace: \"\"}])")
+        subsets = tuple(parse_matchers(f"{where}.prometheus_reads[{i}]", r) for i, r in enumerate(reads))
+    return Selector(metric, parse_matchers(where, data.get("match")), tuple(also), born, subsets)
 
 
-_SELECTOR_KEYS = {"fn", "metric", "match", "also", "born_at_first_event"}
+_SELECTOR_KEYS = {"fn", "metric", "match", "also", "born_at_first_event", "prometheus_reads"}
 
 
 def parse_query(data, where="query") -> Query:

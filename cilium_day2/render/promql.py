@@ -82,11 +82,19 @@ class PromQL:
     def component_matchers(self, component: str) -> List[str]:
         return list(self.s.selector(component))
 
-    def selector(self, family: str, sel: Selector, component: str) -> str:
+    def selector(self, family: str, sel: Selector, component: str, subset: Sequence[Match] = ()) -> str:
         per_node = component in ("agent", "hubble")
-        parts = ([matcher(m) for m in sel.match] + self.extra + (self.node_extra if per_node else [])
-                 + self.component_matchers(component))
+        parts = ([matcher(m) for m in tuple(sel.match) + tuple(subset)] + self.extra
+                 + (self.node_extra if per_node else []) + self.component_matchers(component))
         return f"{family}{{{', '.join(parts)}}}" if parts else family
+
+    def read(self, family: str, sel: Selector, component: str, per_series) -> str:
+        """`per_series(selector)` over the series Prometheus reads: the selector, or the union
+        of its `prometheus_reads` parts (`or`: a series in two parts counts once)."""
+        parts = [per_series(self.selector(family, sel, component, subset)) for subset in sel.prometheus_reads]
+        if not parts:
+            return per_series(self.selector(family, sel, component))
+        return parts[0] if len(parts) == 1 else "(" + " or ".join(parts) + ")"
 
     def _union(self, sel: Selector, build) -> str:
         exprs = [build(family) for family in sel.families(self.s.cloud_apis)]
@@ -134,8 +142,10 @@ class PromQL:
             fn = "rate" if isinstance(node, Rate) else "increase"
             seconds = self.window_seconds(signal)
             from_birth = node.selector.counts_from_birth() if born is None else born
-            return self._union(node.selector, lambda f: (
-                f"sum by ({by}) ({self.one_copy(self.counted(fn, self.selector(f, node.selector, comp), w, seconds, from_birth, comp), dedupe)})"))
+            def build(f):
+                inner = self.read(f, node.selector, comp, lambda sel: self.counted(fn, sel, w, seconds, from_birth, comp))
+                return f"sum by ({by}) ({self.one_copy(inner, dedupe)})"
+            return self._union(node.selector, build)
         if isinstance(node, Changes):
             return self._union(node.selector, lambda f: (
                 f"sum by ({by}) ({self.one_copy(f'changes({self.selector(f, node.selector, comp)}[{w}])', dedupe)})"))
