@@ -3438,7 +3438,7 @@
        "x": 8,
        "y": 150
       },
-      "description": "Hubble on this node processed no flow for 15 minutes while its metrics endpoint is up. Even an idle node sees health-check and probe traffic, so the flow pipeline is stuck. Prometheus reads only the flows whose source is not a pod (health checks, kubelet probes, host, remote-node and world traffic: the series without a source namespace), a few series per node out of the per-workload ones; the check sums every flow of a node.",
+      "description": "Hubble on this node processed no flow for 15 minutes while the agent is up. Even an idle node sees health-check and probe traffic, so the flow pipeline is stuck.",
       "fieldConfig": {
        "defaults": {
         "unit": "short",
@@ -5910,7 +5910,7 @@
      },
      "annotations": {
       "summary": "Hubble stopped processing flows in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Hubble stopped processing flows in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is below the critical threshold of ǂ267ǂ. Hubble on this node processed no flow for 15 minutes while its metrics endpoint is up. Even an idle node sees health-check and probe traffic, so the flow pipeline is stuck. Prometheus reads only the flows whose source is not a pod (health checks, kubelet probes, host, remote-node and world traffic: the series without a source namespace), a few series per node out of the per-workload ones; the check sums every flow of a node.",
+      "description": "Hubble stopped processing flows in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ if ge $value 1000.0 }}{{ $value | humanize }}{{ else }}{{ printf \"%.4g\" $value }}{{ end }} is below the critical threshold of ǂ267ǂ. Hubble on this node processed no flow for 15 minutes while the agent is up. Even an idle node sees health-check and probe traffic, so the flow pipeline is stuck.",
       "runbook": "Check `cilium-dbg status` for Hubble, the agent log for observer errors and the lost-events signal. Restarting the agent restores the pipeline but recreates datapath state: do it outside peak hours."
      }
     }

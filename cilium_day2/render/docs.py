@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Dict
 
 from .datadog_query import DatadogQuery, Unsupported
-from .promql import PromQL
+from .promql import PromQL, matcher
 from ..catalog import Catalog, format_duration
 from ..catalog.query import Up
 from .prometheus import ABSENT_EVIDENCE, absent_alert_name
@@ -35,6 +35,16 @@ def signals_table(catalog: Catalog) -> str:
     return "\n".join(rows)
 
 
+def reads_text(s) -> str:
+    """The `prometheus_reads` parts of a signal's selectors, as PromQL matcher sets."""
+    parts = []
+    for node in (s.query.expr, getattr(s.query.expr, "num", None), getattr(s.query.expr, "den", None)):
+        selector = getattr(node, "selector", None)
+        for subset in getattr(selector, "prometheus_reads", ()):
+            parts.append("`{" + ", ".join(matcher(m) for m in subset) + "}`")
+    return " or ".join(parts)
+
+
 def render(catalog: Catalog) -> Dict[str, str]:
     prom = PromQL(catalog.settings)
     dd = DatadogQuery(catalog.settings)
@@ -56,7 +66,8 @@ def render(catalog: Catalog) -> Dict[str, str]:
                 "group_text": ", ".join(s.group_by), "enabled": s.enabled, "meaning": s.meaning,
                 "runbook": s.runbook, "defaults_reason": s.defaults_reason or "—",
                 "alert_name": s.alert_name, "promql": prom.expr(s), "datadog": dd_query, "datadog_reason": reason,
-                "prom_alerts": [(sev, prom.condition(None, s, thr)) for sev, thr in s.thresholds()] if s.quantile else [],
+                "quantile_value": prom.quantile_value(s) if s.quantile else "",
+                "prometheus_reads": reads_text(s),
                 "q_percent": f"{100 * s.quantile.q:g}%" if s.quantile else "",
                 "scope_text": SCOPE_TEXT[s.scope], "sources": s.source,
                 "born_at_first_event": s.born_at_first_event,
