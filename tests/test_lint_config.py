@@ -348,6 +348,36 @@ def test_invalid_values_are_findings_and_do_not_feed_other_rules(tmp_path, capsy
     assert code == 1
 
 
+@pytest.mark.parametrize("written, metrics_on", [('"yes"', True), ('"false"', True), ("1", True), ('""', False)])
+def test_a_chart_switch_that_is_not_a_boolean_is_invalid_and_read_as_the_chart_reads_it(
+        tmp_path, capsys, written, metrics_on):
+    path = tmp_path / "values.yaml"
+    path.write_text(f"prometheus:\n  enabled: {written}\nhubble:\n  enabled: true\n")
+    source = load_source(str(path))
+    config, _ = build_config(source.raw)
+    # Go templates take any non-empty string as true ("false" included); "" is the chart default.
+    assert (config.prometheus_serve_addr == ":9962") is metrics_on
+    code, document = run_json(capsys, path, *OPTS)
+    invalid = [f for f in document["findings"] if f["id"] == "CD001"]
+    if written == '""':
+        assert not invalid
+        return
+    [finding] = invalid
+    assert "prometheus.enabled" in finding["message"] and "true or false" in finding["message"]
+    assert code == 1
+
+
+def test_yaml_booleans_in_chart_switches_are_fine(tmp_path, capsys):
+    path = tmp_path / "values.yaml"
+    path.write_text("prometheus:\n  enabled: yes\nencryption:\n  enabled: off\nhubble:\n  enabled: on\n")
+    config, _ = build_config(load_source(str(path)).raw)
+    # Helm reads values files as YAML 1.1: unquoted `yes` and `on` are true, `off` false.
+    assert config.prometheus_serve_addr == ":9962" and config.hubble_enabled is True
+    assert config.enable_ipsec is False and config.enable_wireguard is False
+    _code, document = run_json(capsys, path, *OPTS)
+    assert "CD001" not in ids(document)
+
+
 # ---- several clusters ----------------------------------------------------------------------
 
 def test_fleet_comparison_reports_collisions_and_drift(capsys):

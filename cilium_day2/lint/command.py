@@ -86,6 +86,7 @@ def lint(paths: Sequence[str], overrides: Optional[Overrides] = None, network_mt
     for path in paths:
         source = load_source(path)
         config, invalid = build_config(source.raw)
+        invalid = source.invalid + invalid
         name = config.cluster_name if config.explicit("cluster_name") and config.cluster_name not in ("", "default") \
             else source.stem
         aliases = _aliases(name, source.stem, path)

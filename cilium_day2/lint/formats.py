@@ -20,7 +20,7 @@ import yaml
 
 from ..errors import UserError
 from ..userfiles import MAX_LINT_INPUT_BYTES, BoundedLoader, read_text, yaml_error
-from .model import FIELD_BY_KEY, FIELD_BY_NAME, LEGACY_TUNNEL_KEY, RawValue, parse_value
+from .model import FIELD_BY_KEY, LEGACY_TUNNEL_KEY, InvalidValue, RawValue
 
 HELM, CONFIGMAP, TEXT = "helm", "configmap", "text"
 FORMAT_LABELS = {
@@ -51,6 +51,8 @@ class Source:
     stem: str = ""
     # True for `cilium-dbg config` dumps: the agent's own view, which has no operator settings.
     agent_view: bool = False
+    # Values rejected before they reach cilium-config (a chart switch that is not a boolean).
+    invalid: List[InvalidValue] = field(default_factory=list)
 
     @property
     def format_label(self) -> str:
@@ -126,7 +128,7 @@ def _from_yaml(path: str, text: str) -> Source:
 
     kind = _classify_mapping(doc)
     if kind == HELM:
-        return _from_helm(path, doc, lines)
+        return _from_helm(path, _helm_booleans(doc, node), lines)
     if kind == CONFIGMAP:
         return _from_configmap_data(path, doc, lines, ())
     if kind == TEXT:  # a mapping of the agent's Go field names (cilium-dbg config -o yaml)
@@ -188,6 +190,34 @@ def _classify_mapping(doc: dict) -> Optional[str]:
 
 def _configmap_score(data: dict) -> int:
     return sum(1 for k in data if isinstance(k, str) and (k in KNOWN_CONFIGMAP_KEYS))
+
+
+# Helm reads values files as YAML 1.1 (sigs.k8s.io/yaml over go-yaml v2): an unquoted `yes`, `on`
+# or `y` is a boolean there, and the chart renders it `"true"` into cilium-config.
+_YAML11_BOOLS = {**{w: True for w in ("y", "Y", "yes", "Yes", "YES", "on", "On", "ON")},
+                 **{w: False for w in ("n", "N", "no", "No", "NO", "off", "Off", "OFF")}}
+
+
+def _helm_booleans(value: Any, node, active: Optional[set] = None) -> Any:
+    """`value` with every unquoted YAML 1.1 boolean word turned into the boolean Helm reads."""
+    active = set() if active is None else active
+    if id(node) in active:
+        return value
+    if isinstance(node, yaml.ScalarNode):
+        if node.style is None and isinstance(value, str) and value in _YAML11_BOOLS:
+            return _YAML11_BOOLS[value]
+        return value
+    active.add(id(node))
+    try:
+        if isinstance(node, yaml.MappingNode) and isinstance(value, dict):
+            children = {k.value: v for k, v in node.value if isinstance(k, yaml.ScalarNode)}
+            return {k: _helm_booleans(v, children[k], active) if isinstance(k, str) and k in children else v
+                    for k, v in value.items()}
+        if isinstance(node, yaml.SequenceNode) and isinstance(value, list) and len(node.value) == len(value):
+            return [_helm_booleans(v, n, active) for v, n in zip(value, node.value)]
+        return value
+    finally:
+        active.discard(id(node))
 
 
 def _line_index(node, prefix: tuple = (), out: Optional[Dict[tuple, int]] = None,
@@ -316,11 +346,19 @@ def _suggest_configmap(key: str) -> str:
 _MISSING = object()
 
 
+# Chart switches that only steer the templates, and the setting each one decides.
+CHART_SWITCH_FIELDS = {"prometheus.enabled": "prometheus_serve_addr", "encryption.enabled": "enable_ipsec",
+                       "eni.enabled": "ipam_mode", "gke.enabled": "routing_mode"}
+CHART_SWITCH_REASON = ("the chart wants true or false: its schema (Cilium 1.16 and later) refuses anything else, "
+                       "and older charts' templates read any non-empty string, \"false\" included, as true")
+
+
 class _Helm:
     def __init__(self, values: dict, lines: Dict[tuple, int]):
         self.values = values
         self.lines = lines
         self.raw: Dict[str, RawValue] = {}
+        self.invalid: List[InvalidValue] = []
 
     def get(self, dotted: str) -> Any:
         current: Any = self.values
@@ -336,13 +374,16 @@ class _Helm:
         return self.lines.get(tuple(dotted.split(".")))
 
     def truthy(self, dotted: str) -> bool:
+        """A chart switch as the chart's templates read it (Go's `if`). A value that is not a
+        YAML boolean (`"yes"`, `"false"` quoted, `1`) is also recorded as invalid."""
         value = self.get(dotted)
         if value is _MISSING:
             return False
-        try:
-            return bool(parse_value(FIELD_BY_NAME["hubble_enabled"], value))
-        except ValueError:
-            return False
+        if isinstance(value, bool):
+            return value
+        self.invalid.append(InvalidValue(CHART_SWITCH_FIELDS[dotted], dotted, value, self.line(dotted),
+                                         CHART_SWITCH_REASON))
+        return bool(value.strip()) if isinstance(value, str) else bool(value)
 
     def put(self, cm_key: str, dotted: str, default: Any = _MISSING, note: str = "chart default") -> None:
         value = self.get(dotted)
@@ -459,7 +500,7 @@ def _from_helm(path: str, values: dict, lines: Dict[tuple, int]) -> Source:
                         "true" if value is None else value.strip().strip("'\""),
                         f"{'.'.join(section)}[{index}]", lines.get(section + (index,)))
 
-    return Source(path, HELM, helm.raw, 1, unknown=_helm_typos(values, lines))
+    return Source(path, HELM, helm.raw, 1, unknown=_helm_typos(values, lines), invalid=helm.invalid)
 
 
 def _compat_before(value: Any, version: Tuple[int, int]) -> bool:
