@@ -11,8 +11,9 @@
     "max_rules_per_group": 20,
     "scrape_interval": "15s",
     "rule_intervals": {
-      "0s": "1m",
-      "15m": "5m"
+      "0s": "2m",
+      "15m": "5m",
+      "30m": "10m"
     },
     "signals": {
       "bpf_map_pressure": {

@@ -88,10 +88,14 @@ def test_groups_run_at_the_pace_of_their_signals():
         assert seconds >= s.scrape_interval
         for cap in (signal.hold, signal.keep_firing_for):
             assert not cap or seconds <= max(cap, s.scrape_interval), signal.id
-    # A signal that fires in 10 minutes (a down target) is evaluated every minute, one that needs
-    # 15 minutes of evidence or more every 5; every group within the size limit.
-    assert intervals["agent_down"] == {"1m"} and intervals["hubble_metrics_down"] == {"1m"}
-    assert intervals["bpf_map_pressure"] == {"5m"} and intervals["agent_restarts"] == {"5m"}
+    # A signal that fires in 10 minutes (a down target) is evaluated every 2 minutes, one that
+    # needs 15 minutes of evidence every 5, an hour's restarts every 10; every interval at most a
+    # third of the signal's time to fire; every group within the size limit.
+    assert intervals["agent_down"] == {"2m"} and intervals["hubble_metrics_down"] == {"2m"}
+    assert intervals["bpf_map_pressure"] == {"5m"} and intervals["agent_restarts"] == {"10m"}
+    for signal in catalog.enabled():
+        seconds = s.rule_interval(signal.window, signal.hold, signal.keep_firing_for)
+        assert seconds * 3 <= signal.window + signal.hold or seconds == s.scrape_interval, signal.id
     assert all(len(g["rules"]) <= s.max_rules_per_group for g in groups)
     names = [g["name"] for g in groups]
     assert len(names) == len(set(names))
@@ -156,7 +160,7 @@ def test_prometheus_reads_compile_to_a_union_of_parts():
     ("rule_intervals: [1m]", ["settings.rule_intervals", "mapping"]),
     ("rule_intervals: {0s: 2h}", ["settings.rule_intervals.0s", "limit"]),
     ("scrape_interval: 0s", ["settings.scrape_interval", "at least"]),
-    ("scrape_interval: 2m", ["settings.rule_intervals", "scrape_interval"]),
+    ("scrape_interval: 3m", ["settings.rule_intervals", "scrape_interval"]),
 ])
 def test_bad_intervals_are_refused_in_one_line_and_nothing_is_written(tmp_path, capsys, body, words):
     values = tmp_path / "v.yaml"

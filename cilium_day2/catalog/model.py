@@ -151,8 +151,10 @@ class Settings:
     # entry with the largest time not above it applies (capped at the signal's `for` and
     # `keep_firing_for`, floored at `scrape_interval`). A signal that needs 15 minutes of
     # evidence does not need re-evaluating every 15 seconds; its alert fires at most one
-    # interval later than at the global evaluation interval. Down targets (5m + 5m) stay at 1m.
-    rule_intervals: Tuple[Tuple[int, int], ...] = ((0, 60), (900, 300))
+    # interval later than at the global evaluation interval. The defaults keep every interval
+    # at a third of the time to fire or less: 2m below 15 minutes (down targets: 5m + 5m),
+    # 5m up to 30 minutes, 10m above (restarts over an hour, identity GC, conntrack GC).
+    rule_intervals: Tuple[Tuple[int, int], ...] = ((0, 120), (900, 300), (1800, 600))
 
     def rule_interval(self, window: int, hold: int = 0, keep_firing_for: int = 0) -> int:
         """The evaluation interval (seconds) of a signal's rules."""

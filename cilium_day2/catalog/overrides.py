@@ -8,7 +8,7 @@
       runbook_base_url: https://example.com/cilium-day2/signals.md   # default: none
       max_rules_per_group: 20    # Prometheus rule groups are split above this size
       scrape_interval: 15s       # how often Prometheus scrapes Cilium (no group runs more often)
-      rule_intervals: {0s: 1m, 15m: 5m}   # time to fire (window + for) at least -> group interval
+      rule_intervals: {0s: 2m, 15m: 5m, 30m: 10m}   # time to fire (window + for) at least -> group interval
       rule_labels: {release: kube-prometheus-stack}   # the PrometheusRule's metadata.labels
       rule_namespace: monitoring # the PrometheusRule's metadata.namespace
       alert_labels: {team: network}   # static labels on every alert
