@@ -252,7 +252,16 @@ def build_tsdb(plan, chunks, workdir, tsdb_dir, promtool, jobs, children):
 
 
 def dir_size(path):
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+    """Bytes under `path`. promtool creates and renames block directories meanwhile: what
+    vanishes during the walk is not counted."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_size
+            except FileNotFoundError:
+                pass
+    return total
 
 
 def blocks(tsdb_dir):
