@@ -2736,7 +2736,7 @@
        "x": 16,
        "y": 117
       },
-      "description": "The same condition as `node_connectivity_isolated`, read from the older `cilium_node_connectivity_status`: one series per peer and path type, 1 while the peer is reachable and 0 when it is not. The average over a node's series is the share of paths it can reach. Cilium 1.17 reports both families (the older one deprecated): on 1.17 both alerts fire for the same node; disable this one once every cluster runs 1.17 or newer.",
+      "description": "The same condition as `node_connectivity_isolated`, read from the older `cilium_node_connectivity_status`: one series per peer and path type, 1 while the peer is reachable and 0 when it is not. The average over a node's series is the share of paths it can reach. Cilium 1.17 reports both families (the older one deprecated; 1.18 removed it): the Prometheus rule is silent on a node that also reports the newer family, so a 1.17 node pages once, from `node_connectivity_isolated`. The Datadog monitor cannot tell: on 1.17 both monitors alert; mute this one once every cluster runs 1.17 or newer.",
       "fieldConfig": {
        "defaults": {
         "unit": "percentunit",
@@ -5431,7 +5431,7 @@
     {
      "record": "ǂ0ǂ_ǂ1ǂ:cilium_day2_node_connectivity_isolated_legacy:value",
      "expr": [
-      "(avg by (ǂ0ǂ, ǂ1ǂ) (cilium_node_connectivity_status)) < ǂ226ǂ"
+      "((avg by (ǂ0ǂ, ǂ1ǂ) (cilium_node_connectivity_status)) < ǂ226ǂ) unless on (ǂ0ǂ, ǂ1ǂ) group by (ǂ0ǂ, ǂ1ǂ) (present_over_time(cilium_node_health_connectivity_status[10m]))"
      ]
     },
     {
@@ -5446,7 +5446,7 @@
      },
      "annotations": {
       "summary": "Node cut off from most of its peers (Cilium before 1.17) in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Node cut off from most of its peers (Cilium before 1.17) in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ $value | humanizePercentage }} is below the warning threshold of ǂ227ǂ. The same condition as `node_connectivity_isolated`, read from the older `cilium_node_connectivity_status`: one series per peer and path type, 1 while the peer is reachable and 0 when it is not. The average over a node's series is the share of paths it can reach. Cilium 1.17 reports both families (the older one deprecated): on 1.17 both alerts fire for the same node; disable this one once every cluster runs 1.17 or newer.",
+      "description": "Node cut off from most of its peers (Cilium before 1.17) in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ $value | humanizePercentage }} is below the warning threshold of ǂ227ǂ. The same condition as `node_connectivity_isolated`, read from the older `cilium_node_connectivity_status`: one series per peer and path type, 1 while the peer is reachable and 0 when it is not. The average over a node's series is the share of paths it can reach. Cilium 1.17 reports both families (the older one deprecated; 1.18 removed it): the Prometheus rule is silent on a node that also reports the newer family, so a 1.17 node pages once, from `node_connectivity_isolated`. The Datadog monitor cannot tell: on 1.17 both monitors alert; mute this one once every cluster runs 1.17 or newer.",
       "runbook": "As for `node_connectivity_isolated`: `cilium-health status --probe` on the node, then its security groups, firewall, routes and MTU."
      }
     },
@@ -5462,7 +5462,7 @@
      },
      "annotations": {
       "summary": "Node cut off from most of its peers (Cilium before 1.17) in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }}",
-      "description": "Node cut off from most of its peers (Cilium before 1.17) in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ $value | humanizePercentage }} is below the critical threshold of ǂ229ǂ. The same condition as `node_connectivity_isolated`, read from the older `cilium_node_connectivity_status`: one series per peer and path type, 1 while the peer is reachable and 0 when it is not. The average over a node's series is the share of paths it can reach. Cilium 1.17 reports both families (the older one deprecated): on 1.17 both alerts fire for the same node; disable this one once every cluster runs 1.17 or newer.",
+      "description": "Node cut off from most of its peers (Cilium before 1.17) in cluster {{ with $labels.ǂ0ǂ }}{{ . }}{{ else }}{{ $externalLabels.ǂ0ǂ }}{{ end }} (node={{ $labels.ǂ1ǂ }}): {{ $value | humanizePercentage }} is below the critical threshold of ǂ229ǂ. The same condition as `node_connectivity_isolated`, read from the older `cilium_node_connectivity_status`: one series per peer and path type, 1 while the peer is reachable and 0 when it is not. The average over a node's series is the share of paths it can reach. Cilium 1.17 reports both families (the older one deprecated; 1.18 removed it): the Prometheus rule is silent on a node that also reports the newer family, so a 1.17 node pages once, from `node_connectivity_isolated`. The Datadog monitor cannot tell: on 1.17 both monitors alert; mute this one once every cluster runs 1.17 or newer.",
       "runbook": "As for `node_connectivity_isolated`: `cilium-health status --probe` on the node, then its security groups, firewall, routes and MTU."
      }
     }

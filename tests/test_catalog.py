@@ -247,6 +247,28 @@ def test_distinct_changes_and_up():
     assert evaluate(guarded, data, ["cluster", "node"], 60) == {(("cluster", "c"), ("node", "a")): 0}
 
 
+def test_unless_seen_drops_the_groups_that_report_the_newer_family():
+    """A 1.17 node reports both node-health families: the legacy signal leaves it to the new one."""
+    legacy = parse_root({"fn": "value", "metric": "old", "agg": "avg",
+                         "unless_seen": {"metrics": ["new"], "by": ["cluster", "node"], "within": "10m"}})
+    old_only = {"cluster": "c", "node": "a"}   # 1.16: the older family only
+    both = {"cluster": "c", "node": "b"}       # 1.17: both
+    data = snaps((0, [("old", old_only, 0), ("old", both, 0), ("new", {**both, "status": "unreachable"}, 4)]))
+    assert evaluate(legacy, data, ["cluster", "node"], 300) == {(("cluster", "c"), ("node", "a")): 0}
+
+
+@pytest.mark.parametrize("guard, words", [
+    ({"metrics": ["new"], "by": ["node"]}, ["unless_seen", "within"]),
+    ({"metrics": [], "by": ["node"], "within": "10m"}, ["unless_seen.metrics", "non-empty list"]),
+    ({"metrics": ["new"], "by": ["node"], "within": "ten minutes"}, ["unless_seen.within", "duration"]),
+])
+def test_unless_seen_is_checked_like_only_if_seen(guard, words):
+    with pytest.raises(UserError) as err:
+        parse_root({"fn": "value", "metric": "old", "unless_seen": guard})
+    for word in words:
+        assert word in str(err.value), str(err.value)
+
+
 def test_windowed_functions_fall_back_to_the_last_two_samples():
     """Sampling every 10 minutes against 5-minute windows: one sample falls inside each window.
     Rates, increases, deltas and quantiles still answer, from the last two samples; with enough
@@ -351,34 +373,3 @@ def test_quantile_threshold_off_the_buckets_is_refused(signal, value, words):
 def test_quantile_threshold_on_a_bound_is_accepted():
     catalog = load_catalog({"signals": {"kvstore_latency_p99": {"warning": 0.5, "critical": 2.5}}})
     assert catalog.signal("kvstore_latency_p99").thresholds() == [("warning", 0.5), ("critical", 2.5)]
-
-
-DEF_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
-
-
-@pytest.mark.parametrize("share_at", [
-    {0.5: 1.0},                      # p99 below 1 s
-    {0.5: 0.5, 1: 0.985, 2.5: 1.0},  # p99 between 1 and 2.5 s
-    {0.5: 0.5, 1: 0.995, 2.5: 1.0},  # 99.5% within 1 s: p99 just below 1 s
-    {10: 0.0},                       # everything beyond the last bucket: the quantile is capped at 10
-])
-def test_share_within_a_bound_decides_like_histogram_quantile(share_at):
-    """The Prometheus rules compare the share of observations in `le=T` with q instead of
-    computing the quantile; at a bucket bound both give the same answer."""
-    from cilium_day2.catalog.query import fraction_within
-
-    total, labels, name = 1000.0, {"cluster": "c", "action": "Get"}, "cilium_kvstore_operations_duration_seconds"
-    cumulative, share = {}, 0.0
-    for b in DEF_BUCKETS:
-        share = share_at.get(b, share)
-        cumulative[b] = total * share
-    before = [(f"{name}_bucket", {**labels, "le": f"{b:g}"}, 0.0) for b in DEF_BUCKETS]
-    before += [(f"{name}_bucket", {**labels, "le": "+Inf"}, 0.0), (f"{name}_count", labels, 0.0)]
-    after = [(f"{name}_bucket", {**labels, "le": f"{b:g}"}, cumulative[b]) for b in DEF_BUCKETS]
-    after += [(f"{name}_bucket", {**labels, "le": "+Inf"}, total), (f"{name}_count", labels, total)]
-    data = snaps((0, before), (60, after))
-    root = parse_root({"fn": "quantile", "q": 0.99, "metric": name})
-    [within] = fraction_within(root, data, ["cluster", "action"], 300, 1.0).values()
-    [p99] = evaluate(root, data, ["cluster", "action"], 300).values()
-    assert within == pytest.approx(cumulative[1] / total)
-    assert (p99 > 1) == (within < 0.99)

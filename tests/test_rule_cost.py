@@ -67,7 +67,12 @@ def test_recordings_keep_only_the_rows_past_the_loosest_threshold():
                             if r.get("record", "").split(":")[1:2] == [f"cilium_day2_{signal.id}"]
                             and not r["record"].endswith(":seen")]
         loosest = signal.warning if signal.warning is not None else signal.critical
-        assert expr.endswith(f") {signal.comparison} {loosest:g}"), (signal.id, expr)
+        kept = expr
+        if signal.query.unless_seen:
+            # The threshold, then the label sets the guard drops.
+            kept, _, dropped = expr.partition(") unless on (")
+            assert dropped.startswith(", ".join(signal.query.unless_seen.on)), (signal.id, expr)
+        assert kept.endswith(f") {signal.comparison} {loosest:g}"), (signal.id, expr)
         for _sev, threshold in signal.thresholds():
             # Every threshold lies on the kept side of the loosest one.
             assert threshold == loosest or breaches(threshold, signal.comparison, loosest)

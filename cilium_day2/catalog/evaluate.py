@@ -36,7 +36,7 @@ from typing import Dict, List, Optional, Sequence
 __all__ = ["OK", "WARNING", "CRITICAL", "NO_DATA", "Finding", "Group", "Snapshot", "evaluate_catalog", "overall"]
 
 from .query import (
-    Changes, Delta, Evaluator, Increase, Quantile, Rate, Snapshot, Up, breaches, iter_nodes, iter_selectors, only_seen,
+    Changes, Delta, Evaluator, Increase, Quantile, Rate, Snapshot, Up, breaches, iter_nodes, iter_selectors, apply_seen_guards,
 )
 
 OK = "OK"
@@ -148,8 +148,13 @@ class SignalEvaluator:
         if signal.query.only_if_up:
             up = ev.evaluate(Up(signal.query.only_if_up), by)
             result = {k: v for k, v in result.items() if up.get(k, 0) >= 1}
-        if signal.query.only_if_seen:
-            result = only_seen(signal.query.only_if_seen, self.snapshots, result)
+        guarded = apply_seen_guards(signal.query, self.snapshots, result)
+        if result and not guarded and signal.query.unless_seen:
+            unless = signal.query.unless_seen
+            heir = f"signal {signal.version_twin}" if signal.version_twin else "the signal that reads it"
+            return Finding(signal, OK, threshold=self._threshold(signal, OK), reason=(
+                f"left to {heir}: every {', '.join(unless.on)} also exposes {', '.join(unless.metrics)}"))
+        result = guarded
         result = {k: v for k, v in result.items() if math.isfinite(v)}
         if short and result:
             statuses = {severity_of(signal, v) for v in result.values()}

@@ -54,6 +54,9 @@ component target is up (the Hubble flow-stall signal fires only while the agent 
 It may carry ``only_if_seen: {metrics: [...], by: [labels], within: <duration>}``: results are
 kept only for groups (matched on the `by` labels) where one of those families had a series
 within the duration: the subnet-exhaustion signal watches only subnets Cilium allocated from.
+``unless_seen`` (same keys) is its opposite: groups where one of those families had a series
+within the duration are dropped. A signal read from a family that a newer Cilium replaces stays
+silent where the agent reports the newer one too (1.17 reports both node-connectivity families).
 """
 
 from __future__ import annotations
@@ -218,11 +221,13 @@ class Seen:
 
 @dataclass(frozen=True)
 class RootQuery:
-    """A signal's query: the expression plus the optional `only_if_up` and `only_if_seen` guards."""
+    """A signal's query: the expression plus the optional `only_if_up`, `only_if_seen` and
+    `unless_seen` guards."""
 
     expr: Query
     only_if_up: Optional[str] = None
     only_if_seen: Optional[Seen] = None
+    unless_seen: Optional[Seen] = None
 
     def selectors(self) -> List[Selector]:
         return list(iter_selectors(self.expr))
@@ -411,7 +416,10 @@ def parse_root(data, where="query") -> RootQuery:
     seen = data.pop("only_if_seen", None)
     if seen is not None:
         seen = _parse_seen(seen, f"{where}.only_if_seen")
-    return RootQuery(parse_query(data, where), guard, seen)
+    unless = data.pop("unless_seen", None)
+    if unless is not None:
+        unless = _parse_seen(unless, f"{where}.unless_seen")
+    return RootQuery(parse_query(data, where), guard, seen, unless)
 
 
 def _parse_seen(data, where) -> Seen:
@@ -627,18 +635,6 @@ class Evaluator:
             }
         raise TypeError(f"unknown query node {node!r}")
 
-    def within(self, node: Quantile, by: Sequence[str], bound: float) -> Dict[GroupKey, float]:
-        """Share of the observations at or below the bucket bound `bound` (the `le=bound` bucket's
-        rate over the `_count` rate), per group: what the Prometheus rules compare with `q`."""
-        below: Dict[GroupKey, float] = defaultdict(float)
-        total: Dict[GroupKey, float] = defaultdict(float)
-        for labels, rate in self._counter_rates(node.selector, self._names(node.selector, "_bucket")):
-            if _le_bound(labels) == bound:
-                below[_key(labels, by)] += rate
-        for labels, rate in self._counter_rates(node.selector, self._names(node.selector, "_count")):
-            total[_key(labels, by)] += rate
-        return {k: below.get(k, 0.0) / t for k, t in total.items() if t > 0}
-
     def _quantile(self, node: Quantile, by: Sequence[str], bounds=None) -> Dict[GroupKey, float]:
         """Per group, the quantile of the summed bucket rates; with `bounds`, read from those
         buckets only (as the Prometheus rules read it, see PromQL.quantile_value)."""
@@ -706,8 +702,16 @@ def evaluate(root: RootQuery, snapshots: Sequence[Snapshot], by: Sequence[str], 
     if root.only_if_up:
         up = ev.evaluate(Up(root.only_if_up), by)
         result = {k: v for k, v in result.items() if up.get(k, 0) >= 1}
+    return apply_seen_guards(root, snapshots, result)
+
+
+def apply_seen_guards(root: RootQuery, snapshots: Sequence[Snapshot], result: Dict[GroupKey, float]) -> Dict[GroupKey, float]:
+    """`result` through the root's `only_if_seen` and `unless_seen` guards."""
     if root.only_if_seen:
         result = only_seen(root.only_if_seen, snapshots, result)
+    if root.unless_seen:
+        dropped = only_seen(root.unless_seen, snapshots, result)
+        result = {k: v for k, v in result.items() if k not in dropped}
     return result
 
 
@@ -716,14 +720,6 @@ def only_seen(seen: Seen, snapshots: Sequence[Snapshot], result: Dict[GroupKey, 
     names = set(seen.metrics)
     present = {_key(s.labels, seen.on) for snap in snapshots for s in snap.samples if s.name in names}
     return {k: v for k, v in result.items() if _key(dict(k), seen.on) in present}
-
-
-def fraction_within(root: RootQuery, snapshots: Sequence[Snapshot], by: Sequence[str], window: float, bound: float,
-                    cloud_apis: Sequence[str] = CLOUD_APIS) -> Dict[GroupKey, float]:
-    """For a quantile signal: per group, the share of observations at or below `bound`."""
-    if not isinstance(root.expr, Quantile):
-        raise TypeError("fraction_within needs a quantile signal")
-    return Evaluator(snapshots, window, cloud_apis).within(root.expr, by, bound)
 
 
 def quantile_on_bounds(root: RootQuery, snapshots: Sequence[Snapshot], by: Sequence[str], window: float,

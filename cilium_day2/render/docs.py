@@ -68,6 +68,7 @@ def render(catalog: Catalog) -> Dict[str, str]:
                 "alert_name": s.alert_name, "promql": prom.expr(s), "datadog": dd_query, "datadog_reason": reason,
                 "quantile_value": prom.quantile_value(s) if s.quantile else "",
                 "prometheus_reads": reads_text(s),
+                "unless_seen": prom.unless_seen(s).strip(),
                 "q_percent": f"{100 * s.quantile.q:g}%" if s.quantile else "",
                 "scope_text": SCOPE_TEXT[s.scope], "sources": s.source,
                 "born_at_first_event": s.born_at_first_event,

@@ -166,7 +166,9 @@ def _signal_rules(s: Signal, prom: PromQL, scope: str, settings) -> List[dict]:
         seen = f"{seen}{{{scope}}}" if scope else seen
     record = prom.record_name(s)
     loosest = thresholds[0][1]
-    rules.append({"record": record, "expr": f"({value}) {s.comparison} {loosest:g}"})
+    # `unless_seen` drops its label sets from the record, so no alert of the signal sees them.
+    rules.append({"record": record, "expr": f"(({value}) {s.comparison} {loosest:g}){prom.unless_seen(s)}"
+                  if s.query.unless_seen else f"({value}) {s.comparison} {loosest:g}"})
     value = f"{record}{{{scope}}}" if scope else record
     for severity, threshold in thresholds:
         rules.append({

@@ -238,34 +238,10 @@ class PromQL:
         )
         return f"histogram_quantile({node.q:g}, {inner})"
 
-    def within(self, signal: Signal, bound: float) -> str:
-        """Share of a quantile signal's observations at or below the bucket bound `bound`.
-
-        "p99 > T" holds exactly when this share at `le=T` is below 0.99 (T is a bucket bound:
-        the catalog checks it). It reads the `le=T` bucket and `_count` of each label set
-        instead of every bucket, which is what makes latency alerts cheap on large fleets.
-        """
-        sel = signal.quantile.selector
-        in_bucket = dataclasses.replace(sel, match=sel.match + (Match("le", "in", le_forms(bound)),))
-        comp = signal.component
-        w, by = self.window(signal), self.by(signal.group_by)
-
-        def build(f):
-            bucket = self.selector(f + "_bucket", in_bucket, comp)
-            count = self.selector(f + "_count", sel, comp)
-            return f"sum by ({by}) (rate({bucket}[{w}])) / sum by ({by}) (rate({count}[{w}]))"
-        return self._union(sel, build)
-
-    def condition(self, value_expr: Optional[str], signal: Signal, threshold: float,
+    def condition(self, value_expr: str, signal: Signal, threshold: float,
                   seen_record: Optional[str] = None) -> str:
-        """The alert expression: `value_expr` against the threshold. Without a value, a
-        quantile signal compares the share of observations within the threshold with q."""
-        if signal.quantile and value_expr is None:
-            # The quantile is above T exactly when less than q of the observations are <= T.
-            q = signal.quantile.q
-            cond = f"{self.within(signal, threshold)} {'<' if signal.comparison == '>' else '>='} {q:g}"
-        else:
-            cond = f"{value_expr} {signal.comparison} {threshold:g}"
+        """The alert expression: the signal's recorded value `value_expr` against the threshold."""
+        cond = f"{value_expr} {signal.comparison} {threshold:g}"
         if signal.query.only_if_up:
             group = self.by(signal.group_by)
             cond = f"({cond}) and on ({group}) ({self.up(signal.query.only_if_up, signal.group_by)} == 1)"
@@ -277,6 +253,18 @@ class PromQL:
                       f"group by ({on}) ({' or '.join(f'present_over_time({self.selector(m, Selector(m), signal.component)}[{within}])' for m in seen.metrics)})")
             cond = f"({cond}) and on ({on}) {recent}"
         return cond
+
+    def unless_seen(self, signal: Signal) -> str:
+        """The `unless on (...)` clause of a signal with `unless_seen` ('' without): the label
+        sets where one of its families had a series within the lookback."""
+        unless = signal.query.unless_seen
+        if not unless:
+            return ""
+        on = self.by(unless.on)
+        within = format_duration(unless.within)
+        recent = " or ".join(f"present_over_time({self.selector(m, Selector(m), signal.component)}[{within}])"
+                             for m in unless.metrics)
+        return f" unless on ({on}) group by ({on}) ({recent})"
 
     def seen_expr(self, signal: Signal) -> str:
         """Which `on` label sets show activity now (recorded, then looked back over)."""
