@@ -166,9 +166,11 @@ def _signal_rules(s: Signal, prom: PromQL, scope: str, settings) -> List[dict]:
         seen = f"{seen}{{{scope}}}" if scope else seen
     record = prom.record_name(s)
     loosest = thresholds[0][1]
-    # `unless_seen` drops its label sets from the record, so no alert of the signal sees them.
-    rules.append({"record": record, "expr": f"(({value}) {s.comparison} {loosest:g}){prom.unless_seen(s)}"
-                  if s.query.unless_seen else f"({value}) {s.comparison} {loosest:g}"})
+    kept = f"({value}) {s.comparison} {loosest:g}"
+    if s.query.unless_seen:
+        # Its label sets leave the record, so no alert of the signal sees them.
+        kept = f"({kept}){prom.unless_seen(s)}"
+    rules.append({"record": record, "expr": kept})
     value = f"{record}{{{scope}}}" if scope else record
     for severity, threshold in thresholds:
         rules.append({

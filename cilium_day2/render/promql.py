@@ -250,7 +250,7 @@ class PromQL:
             on = self.by(seen.on)
             within = format_duration(seen.within)
             recent = (f"max_over_time({seen_record}[{within}])" if seen_record else
-                      f"group by ({on}) ({' or '.join(f'present_over_time({self.selector(m, Selector(m), signal.component)}[{within}])' for m in seen.metrics)})")
+                      f"group by ({on}) ({self._present(seen, signal.component)})")
             cond = f"({cond}) and on ({on}) {recent}"
         return cond
 
@@ -261,10 +261,13 @@ class PromQL:
         if not unless:
             return ""
         on = self.by(unless.on)
-        within = format_duration(unless.within)
-        recent = " or ".join(f"present_over_time({self.selector(m, Selector(m), signal.component)}[{within}])"
-                             for m in unless.metrics)
-        return f" unless on ({on}) group by ({on}) ({recent})"
+        return f" unless on ({on}) group by ({on}) ({self._present(unless, signal.component)})"
+
+    def _present(self, seen, component: str) -> str:
+        """Whether any of `seen.metrics` had a series within `seen.within`, per series."""
+        within = format_duration(seen.within)
+        return " or ".join(f"present_over_time({self.selector(m, Selector(m), component)}[{within}])"
+                           for m in seen.metrics)
 
     def seen_expr(self, signal: Signal) -> str:
         """Which `on` label sets show activity now (recorded, then looked back over)."""
